@@ -1,0 +1,46 @@
+# The README's commands. `make run` and `make test` create the virtualenv themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PKG := layers/buildlogs/python
+export PYTHONPATH := $(CURDIR)/$(PKG):$(CURDIR)
+export POWERTOOLS_METRICS_NAMESPACE ?= buildlogs
+export POWERTOOLS_SERVICE_NAME ?= buildlogs
+
+.PHONY: setup run test lint typecheck pytest bench clean
+
+setup: $(STAMP)
+
+# Rebuilt only when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# make `import buildlogs` work for every tool run from the venv, as the Lambda layer does
+	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "buildlogs-layer.pth").write_text("$(CURDIR)/$(PKG)\n")'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m buildlogs.demo
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(PY) bench/stream_throughput.py
+	$(PY) bench/stream_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

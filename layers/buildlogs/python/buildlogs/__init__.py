@@ -1,0 +1,1 @@
+"""buildlogs: stream every build stage's sandbox output into Redis Streams, archive it to S3."""

@@ -1,0 +1,48 @@
+"""Build ids and the Redis/S3 keys derived from them — validated before any key is built."""
+
+import re
+
+BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_BUILD_ID = re.compile(BUILD_ID_PATTERN)
+_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+def validate_build_id(build_id: object) -> str:
+    """Return ``build_id`` if it may reach a Redis key, an S3 key or a Step Functions name."""
+    if not isinstance(build_id, str) or not _BUILD_ID.fullmatch(build_id):
+        raise ValueError(f"invalid build id {str(build_id)[:80]!r}: must match {BUILD_ID_PATTERN}")
+    return build_id
+
+
+def validate_entry_id(entry_id: object) -> str:
+    """Return ``entry_id`` if it is a Redis stream entry id (``<ms>-<seq>``)."""
+    if not isinstance(entry_id, str) or not _ENTRY_ID.fullmatch(entry_id):
+        raise ValueError(f"invalid cursor {str(entry_id)[:80]!r}: expected a stream entry id like 1700000000000-0")
+    return entry_id
+
+
+def logs_key(build_id: str) -> str:
+    """The build's log stream; ``{build_id}`` is the cluster hash tag shared by all its keys."""
+    return f"job:{{{validate_build_id(build_id)}}}:logs"
+
+
+def meta_key(build_id: str) -> str:
+    """The build's metadata hash (sandbox id, trimming bookkeeping); expires with the stream."""
+    return f"job:{{{validate_build_id(build_id)}}}:meta"
+
+
+def archive_key(build_id: str) -> str:
+    """Where the archiver writes the build's NDJSON log."""
+    return f"build-logs/{validate_build_id(build_id)}/build.jsonl"
+
+
+def spec_key(build_id: str) -> str:
+    """Where the API stores the validated BuildSpec for the stages to read."""
+    return f"sources/{validate_build_id(build_id)}/spec.json"
+
+
+def entry_id_key(entry_id: str | bytes) -> tuple[int, int]:
+    """A stream entry id as a sortable ``(ms, seq)`` pair."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
