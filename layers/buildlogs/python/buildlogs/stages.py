@@ -11,7 +11,8 @@ from dataclasses import dataclass
 class Stage:
     """One build stage: one Lambda function, one state in the state machine."""
 
-    name: str
+    name: str  # the phase of its log entries, the stage Lambda's STAGE
+    state: str  # its state's name in the state machine (the Step Functions console shows it)
     label: str  # the stage-change line: ``--- <label> ---``
     timeout_seconds: int  # the stage Lambda's timeout (the command timeouts stay below it)
     retryable_errors: tuple[str, ...] = ()  # error names Step Functions retries with backoff
@@ -26,13 +27,13 @@ SANDBOX_UNAVAILABLE = "SandboxUnavailable"
 COMMAND_FAILED = "CommandFailed"
 
 STAGES: tuple[Stage, ...] = (
-    Stage("provision", "Provisioning sandbox", 120, (SANDBOX_UNAVAILABLE,)),
-    Stage("scaffold", "Scaffolding files", 120, (SANDBOX_UNAVAILABLE,)),
-    Stage("install", "Installing dependencies", 900, (SANDBOX_UNAVAILABLE,)),
-    Stage("build", "Building project", 900, (SANDBOX_UNAVAILABLE,)),
-    Stage("start", "Starting dev server", 300, (SANDBOX_UNAVAILABLE,)),
-    Stage("healthcheck", "Checking health", 120, (SANDBOX_UNAVAILABLE,)),
-    Stage("cleanup", "Cleaning up", 120, (SANDBOX_UNAVAILABLE,), on_failure=True),
+    Stage("provision", "Provision", "Provisioning sandbox", 120, (SANDBOX_UNAVAILABLE,)),
+    Stage("scaffold", "Scaffold", "Scaffolding files", 120, (SANDBOX_UNAVAILABLE,)),
+    Stage("install", "Install", "Installing dependencies", 900, (SANDBOX_UNAVAILABLE,)),
+    Stage("build", "Build", "Building project", 900, (SANDBOX_UNAVAILABLE,)),
+    Stage("start", "Start", "Starting dev server", 300, (SANDBOX_UNAVAILABLE,)),
+    Stage("healthcheck", "HealthCheck", "Checking health", 120, (SANDBOX_UNAVAILABLE,)),
+    Stage("cleanup", "Cleanup", "Cleaning up", 120, (SANDBOX_UNAVAILABLE,), on_failure=True),
 )
 
 STAGES_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
