@@ -1,8 +1,13 @@
-"""Pydantic models shared by the streamer, readers, the archiver and the API."""
+"""Pydantic models shared by the streamer, readers, the archiver, the API and the stages."""
 
+import re
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from buildlogs.keys import validate_build_id
+from buildlogs.stages import get_stage
 
 Source = Literal["stdout", "stderr", "system"]
 
@@ -60,3 +65,211 @@ class LogEntry(BaseModel):
     def to_record(self) -> dict[str, Any]:
         """The archive's NDJSON object (same shape as :func:`entry_record`)."""
         return self.model_dump(exclude_none=True)
+
+
+# -- BuildSpec and the execution state ----------------------------------------------------------
+
+MAX_FILES = 500
+MAX_FILE_BYTES = 1_000_000
+MAX_TOTAL_FILE_BYTES = 5_000_000
+MAX_PATH_CHARS = 256
+MAX_COMMAND_CHARS = 4_096
+MAX_ENV_VARS = 100
+MAX_ENV_VALUE_CHARS = 4_096
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
+# Stages whose commands a spec may time-box itself (never above the stage Lambda's timeout).
+TIMED_STAGES = ("install", "build", "start", "healthcheck")
+
+
+def _check_relative_path(path: str) -> str:
+    if not path or len(path) > MAX_PATH_CHARS:
+        raise ValueError(f"file path must be 1-{MAX_PATH_CHARS} characters: {path[:80]!r}")
+    if "\x00" in path or "\\" in path:
+        raise ValueError(f"file path must not contain NUL or backslashes: {path[:80]!r}")
+    if path.startswith("/") or PurePosixPath(path).is_absolute():
+        raise ValueError(f"file path must be relative: {path[:80]!r}")
+    parts = PurePosixPath(path).parts
+    if any(part in ("..", ".") for part in parts) or path.endswith("/") or "//" in path:
+        raise ValueError(f"file path must not contain '.', '..' or empty segments: {path[:80]!r}")
+    return path
+
+
+class BuildSpec(BaseModel):
+    """The request body of ``POST /builds``: what to write into the sandbox and what to run.
+
+    ``env`` values are secrets: they reach the commands' environment and are masked in logs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    build_id: str | None = None
+    template: str = "base"
+    files: dict[str, str] = Field(default_factory=dict)
+    install: str | None = None
+    build: str | None = None
+    start: str
+    port: int = Field(ge=1, le=65535)
+    healthcheck_path: str = "/"
+    env: dict[str, str] = Field(default_factory=dict)
+    timeouts: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("build_id")
+    @classmethod
+    def _build_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_build_id(value)
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not _TEMPLATE.fullmatch(value):
+            raise ValueError("template must be an E2B template name or id")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+        if len(files) > MAX_FILES:
+            raise ValueError(f"at most {MAX_FILES} files, got {len(files)}")
+        total = 0
+        for path, text in files.items():
+            _check_relative_path(path)
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"file {path!r} is {size} bytes; the limit is {MAX_FILE_BYTES}")
+            total += size
+        if total > MAX_TOTAL_FILE_BYTES:
+            raise ValueError(f"files total {total} bytes; the limit is {MAX_TOTAL_FILE_BYTES}")
+        return files
+
+    @field_validator("install", "build", "start")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if len(value) > MAX_COMMAND_CHARS or "\x00" in value:
+            raise ValueError(f"a command must be at most {MAX_COMMAND_CHARS} characters, without NUL")
+        return value or None
+
+    @field_validator("start")
+    @classmethod
+    def _start_required(cls, value: str | None) -> str:
+        if not value:
+            raise ValueError("start command is required")
+        return value
+
+    @field_validator("healthcheck_path")
+    @classmethod
+    def _healthcheck_path(cls, value: str) -> str:
+        if not value.startswith("/") or len(value) > 1024 or any(c in value for c in " \r\n\t\x00#"):
+            raise ValueError("healthcheck_path must be an absolute URL path like /health")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        if len(env) > MAX_ENV_VARS:
+            raise ValueError(f"at most {MAX_ENV_VARS} env variables, got {len(env)}")
+        for name, value in env.items():
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"invalid env variable name {name[:80]!r}")
+            if len(value) > MAX_ENV_VALUE_CHARS or "\x00" in value:
+                raise ValueError(f"env variable {name} is too long or contains NUL")
+        return env
+
+    @field_validator("timeouts")
+    @classmethod
+    def _timeouts(cls, timeouts: dict[str, int]) -> dict[str, int]:
+        for name, seconds in timeouts.items():
+            if name not in TIMED_STAGES:
+                raise ValueError(f"timeouts: {name!r} is not one of {', '.join(TIMED_STAGES)}")
+            limit = command_timeout_limit(name)
+            if not 1 <= seconds <= limit:
+                raise ValueError(f"timeouts.{name} must be between 1 and {limit} seconds")
+        return timeouts
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values LogStreamer must mask."""
+        return [value for value in self.env.values() if value]
+
+    def timeout_for(self, stage: str) -> int:
+        """The command timeout of ``stage``: the spec's own, else the stage's limit."""
+        return self.timeouts.get(stage) or command_timeout_limit(stage)
+
+
+# Seconds a stage keeps for itself (streaming, cleanup) under its Lambda timeout.
+STAGE_OVERHEAD_SECONDS = 15
+
+
+def command_timeout_limit(stage: str) -> int:
+    """The longest a command of ``stage`` may run: its Lambda timeout minus the overhead."""
+    return max(1, get_stage(stage).timeout_seconds - STAGE_OVERHEAD_SECONDS)
+
+
+class ExecutionState(BaseModel):
+    """What travels between the states of a run: small, never project files.
+
+    Extra keys (e.g. a Catch's ``error``) pass through untouched.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    build_id: str
+    spec_ref: str = Field(min_length=1, max_length=1024)
+    sandbox_id: str | None = Field(default=None, min_length=1, max_length=128)
+    preview_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("build_id")
+    @classmethod
+    def _valid_build_id(cls, value: str) -> str:
+        return validate_build_id(value)
+
+    def updated(self, **changes: Any) -> dict[str, Any]:
+        """The JSON state the next state receives: this state with ``changes`` applied."""
+        return {**self.model_dump(mode="json", exclude_none=True), **changes}
+
+
+class ProvisionInput(ExecutionState):
+    """The execution input: what ``POST /builds`` starts the run with."""
+
+
+class SandboxStageInput(ExecutionState):
+    """Input of the stages that run in the build's sandbox (created by provision)."""
+
+    sandbox_id: str = Field(min_length=1, max_length=128)
+
+
+class HealthCheckInput(SandboxStageInput):
+    """Health check input: the dev server's URL comes from start."""
+
+    preview_url: str = Field(min_length=1, max_length=2048)
+
+
+class CleanupInput(ExecutionState):
+    """Cleanup runs after any failure, possibly before a sandbox existed; ``error`` is the Catch's."""
+
+    error: dict[str, Any] | None = None
+
+
+# Each stage's input model; a stage's output validates as the next stage's input.
+STAGE_INPUTS: dict[str, type[ExecutionState]] = {
+    "provision": ProvisionInput,
+    "scaffold": SandboxStageInput,
+    "install": SandboxStageInput,
+    "build": SandboxStageInput,
+    "start": SandboxStageInput,
+    "healthcheck": HealthCheckInput,
+    "cleanup": CleanupInput,
+}
+# Each stage's output model (cleanup's output ends the run).
+STAGE_OUTPUTS: dict[str, type[ExecutionState]] = {
+    "provision": SandboxStageInput,
+    "scaffold": SandboxStageInput,
+    "install": SandboxStageInput,
+    "build": SandboxStageInput,
+    "start": HealthCheckInput,
+    "healthcheck": HealthCheckInput,
+    "cleanup": ExecutionState,
+}
