@@ -1,5 +1,6 @@
 """Throwaway redis-server processes on free ports: for outage tests and a real 3-node cluster."""
 
+import random
 import shutil
 import socket
 import subprocess
@@ -12,11 +13,23 @@ from pathlib import Path
 import redis as sync_redis
 
 
-def free_port() -> int:
+def _is_free(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20_000, 45_000)
+        if _is_free(port) and _is_free(port + 10_000):
+            return port
+    raise RuntimeError("no free port pair found")
 
 
 def _wait_until_up(port: int, timeout: float = 10.0) -> None:

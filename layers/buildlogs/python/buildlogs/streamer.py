@@ -32,6 +32,7 @@ OUTAGE_PROBE_INTERVAL_S = 0.5
 # Meta hash fields of the trimming bookkeeping (shared by every stage writing the stream).
 NOTICE_ID_FIELD = "trim_notice_id"
 NOTICES_FIELD = "trim_notices"
+NOTICE_DROPPED_FIELD = "trim_dropped"
 
 Entry = dict[str, Any]
 
@@ -71,6 +72,10 @@ class _LineSplitter:
             lines.append(self._take())
         self._append(pieces[-1])
         return lines
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def drain(self) -> tuple[str, int] | None:
         """The trailing partial line (with any incomplete UTF-8 sequence as U+FFFD), if any."""
@@ -173,6 +178,16 @@ class LogStreamer:
         """The stage the next lines are tagged with."""
         return self._phase
 
+    @property
+    def buffered_lines(self) -> int:
+        """Complete lines waiting for their batch (bounded by ``flush_lines`` plus one chunk)."""
+        return len(self._buffer)
+
+    @property
+    def pending_line_chars(self) -> int:
+        """Characters of partial lines held back for their newline (bounded per source)."""
+        return sum(splitter.size for splitter in self._splitters.values())
+
     async def on_stdout(self, chunk: str | bytes) -> None:
         """Callback for a command's stdout: a raw chunk, not necessarily whole lines."""
         await self._on_chunk("stdout", chunk)
@@ -241,7 +256,7 @@ class LogStreamer:
         for text, overflow in lines:
             buffer.append(entry(source, fit(mask(text), overflow), now))
         if len(buffer) >= self._flush_lines:
-            await self._flush_buffer()
+            await self._flush_buffer(full_only=True)
         elif self._timer is None and self._timer_task is None:
             self._arm_timer()
 
@@ -282,14 +297,22 @@ class LogStreamer:
             self._timer.cancel()
             self._timer = None
 
-    async def _flush_buffer(self) -> None:
-        """Write buffered entries in batches of ``flush_lines``, in order, one round trip each."""
+    async def _flush_buffer(self, full_only: bool = False) -> None:
+        """Write buffered entries in order, one round trip per batch of ``flush_lines``.
+
+        ``full_only`` (a batch filled up) writes only full batches; the remainder waits for
+        more lines or the interval timer, so batches stay large under a steady stream.
+        """
         async with self._lock:
-            self._cancel_timer()
-            while self._buffer:
-                batch = self._buffer[: self._flush_lines]
-                del self._buffer[: self._flush_lines]
+            size = self._flush_lines
+            while self._buffer and (not full_only or len(self._buffer) >= size):
+                batch = self._buffer[:size]
+                del self._buffer[:size]
                 await self._write_batch(batch)
+            if not self._buffer:
+                self._cancel_timer()
+            elif self._timer is None and self._timer_task is None:
+                self._arm_timer()
 
     async def _write_batch(self, batch: list[Entry]) -> None:
         """Write one batch; while Redis does not answer, count its lines as lost instead."""
@@ -350,17 +373,15 @@ class LogStreamer:
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.xinfo_stream(self._key)
-            pipe.hmget(self._meta_key, [NOTICE_ID_FIELD, NOTICES_FIELD])
-            info, (notice_id, notices) = await pipe.execute()
+            pipe.hmget(self._meta_key, [NOTICE_ID_FIELD, NOTICES_FIELD, NOTICE_DROPPED_FIELD])
+            info, (notice_id, notices, reported) = await pipe.execute()
             removed = int(info["entries-added"]) - int(info["length"])
             if removed <= 0:
                 return
-            notices = int(notices or 0)
             first = info.get("first-entry")
-            first_id = first[0] if first else None
-            present = bool(notice_id and first_id and entry_id_key(notice_id) >= entry_id_key(first_id))
-            dropped = removed - (notices - (1 if present else 0))
-            if dropped <= 0:
+            present = bool(notice_id and first and entry_id_key(notice_id) >= entry_id_key(first[0]))
+            dropped = removed - (int(notices or 0) - (1 if present else 0))
+            if dropped <= 0 or (present and int(reported or 0) == dropped):
                 return
             entry = self._entry("system", f"[log truncated: {dropped} earlier lines dropped]", _now_ms())
             entry.update(event="truncated", dropped=dropped)
@@ -368,7 +389,7 @@ class LogStreamer:
             pipe = self._redis.pipeline(transaction=False)
             if present:
                 pipe.xdel(self._key, notice_id)
-            pipe.hset(self._meta_key, NOTICE_ID_FIELD, new_id)
+            pipe.hset(self._meta_key, mapping={NOTICE_ID_FIELD: new_id, NOTICE_DROPPED_FIELD: dropped})
             pipe.hincrby(self._meta_key, NOTICES_FIELD, 1)
             await pipe.execute()
         except (RedisError, OSError) as exc:

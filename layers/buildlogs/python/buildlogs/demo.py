@@ -1,0 +1,79 @@
+"""`make run` until the local build exists: a real process streamed live through Redis.
+
+A writer runs ``examples/noisy_build.py`` as a subprocess and feeds its raw stdout/stderr
+chunks to a LogStreamer; a LogReader long-polls the same stream and prints each entry as it
+arrives, coloured by source and phase. No REDIS_URL: an embedded fakeredis.
+"""
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from buildlogs.console import format_entry, use_colour
+from buildlogs.reader import LogReader
+from buildlogs.redis_client import create_redis
+from buildlogs.settings import get_settings
+from buildlogs.streamer import LogStreamer
+
+EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "noisy_build.py"
+
+
+async def _pump(stream: asyncio.StreamReader, sink: Callable[[bytes], Awaitable[None]]) -> None:
+    while chunk := await stream.read(4096):
+        await sink(chunk)
+
+
+async def run_example(streamer: LogStreamer, script: Path = EXAMPLE) -> int:
+    """Run ``script`` as one stage, streaming its output; then end the log as the archiver would."""
+    try:
+        await streamer.stage("build")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-u", str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        await asyncio.gather(_pump(process.stdout, streamer.on_stdout), _pump(process.stderr, streamer.on_stderr))
+        exit_code = await process.wait()
+        await streamer.flush()
+        if exit_code:
+            await streamer.write_event(f"BUILD FAILED: command exited with code {exit_code}", event="build_failed")
+        await streamer.end_stage(exit_code=exit_code)
+    finally:
+        await streamer.close()  # the last lines survive any failure
+    status = "SUCCEEDED" if exit_code == 0 else "FAILED"
+    await streamer.write_event(f"BUILD {status}", event="end", status=status)
+    return exit_code
+
+
+async def tail(reader: LogReader, build_id: str, colour: bool) -> int:
+    """Print entries live until the ``end`` entry; returns how many were printed."""
+    cursor, printed = "0-0", 0
+    while True:
+        page = await reader.read(build_id, after=cursor, wait_ms=1000)
+        for entry in page.entries:
+            print(format_entry(entry, colour), flush=True)
+        printed += len(page.entries)
+        cursor = page.next
+        if page.done:
+            return printed
+
+
+async def main() -> int:
+    settings = get_settings()
+    redis = create_redis(settings)
+    build_id = f"demo-{uuid.uuid4().hex[:8]}"
+    where = settings.redis_url or "embedded fakeredis (set REDIS_URL for a real server)"
+    print(f"streaming {EXAMPLE.name} as build {build_id} through {where}\n", flush=True)
+    try:
+        streamer = LogStreamer(redis, build_id, "build")
+        printed, exit_code = await asyncio.gather(tail(LogReader(redis), build_id, use_colour()), run_example(streamer))
+    finally:
+        await redis.aclose()
+    print(f"\n{printed} entries streamed; the example exited with {exit_code} (the failure is part of the demo)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,117 @@
+"""LogStreamer against a real Redis: batching, the time-based flush, trimming, outages."""
+
+import math
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from buildlogs import streamer as streamer_module
+from buildlogs.keys import logs_key
+from buildlogs.streamer import LogStreamer
+from tests.support.redis_servers import RedisServer
+from tests.support.streams import CountingRedis, entries, lines
+
+
+async def test_lines_are_written_in_batches_one_round_trip_each(redis: Redis, build_id: str) -> None:
+    # GIVEN a streamer batching 100 lines and a clock that never fires within the test
+    counting = CountingRedis(redis)
+    streamer = LogStreamer(counting, build_id, "install", flush_lines=100, flush_interval_ms=60_000)  # type: ignore[arg-type]
+    # WHEN 1,050 lines arrive in 4 KiB chunks
+    payload = "".join(f"line {i:05d} {'.' * 60}\n" for i in range(1050))
+    for start in range(0, len(payload), 4096):
+        await streamer.on_stdout(payload[start : start + 4096])
+    full_batches = counting.round_trips
+    await streamer.flush(check_trim=False)
+    # THEN full batches went out as the lines arrived, the rest in one round trip at flush
+    assert full_batches == 10
+    assert counting.round_trips == math.ceil(1050 / 100)
+    assert all(n <= 100 for n in counting.commands_per_trip)
+    texts = [t for _, t in await lines(redis, build_id)]
+    assert texts == [f"line {i:05d} {'.' * 60}" for i in range(1050)]
+
+
+async def test_a_line_before_a_silent_step_is_flushed_by_time(redis: Redis, build_id: str) -> None:
+    # GIVEN a streamer that batches 500 lines or 20 ms
+    streamer = LogStreamer(redis, build_id, "install", flush_lines=500, flush_interval_ms=20)
+    # WHEN one line arrives and then nothing more (a long silent step follows)
+    await streamer.on_stdout("about to run a silent step\n")
+    # THEN a reader blocked on the stream receives it without any further input or flush()
+    reply: Any = await redis.xread({logs_key(build_id): "0-0"}, block=5000)
+    assert reply, "the line never reached the stream"
+    [(_key, [(_id, fields)])] = reply
+    assert fields["text"] == "about to run a silent step"
+    await streamer.close()
+
+
+async def test_the_stream_is_trimmed_keeping_the_newest_with_one_notice(redis: Redis, build_id: str) -> None:
+    # GIVEN a stream capped at about 1,000 entries
+    first = LogStreamer(redis, build_id, "install", maxlen=1000, flush_interval_ms=60_000)
+    # WHEN one stage writes 5,000 lines
+    await first.on_stdout("".join(f"install {i}\n" for i in range(5000)))
+    await first.flush()
+    after_first = await entries(redis, build_id)
+    # THEN the newest lines are kept, ending with the last one, plus one truncated notice
+    texts = [e.text for e in after_first if e.source == "stdout"]
+    assert texts[-1] == "install 4999"
+    assert texts == [f"install {i}" for i in range(5000 - len(texts), 5000)]
+    assert len(after_first) <= 1000 + 200  # approximate trimming: whole radix nodes
+    notices = [e for e in after_first if e.event == "truncated"]
+    assert len(notices) == 1
+    assert notices[0].dropped == 5000 - len(texts)  # type: ignore[attr-defined]
+    # WHEN a later stage writes 3,000 more lines
+    second = LogStreamer(redis, build_id, "build", maxlen=1000, flush_interval_ms=60_000)
+    await second.on_stdout("".join(f"build {i}\n" for i in range(3000)))
+    await second.flush()
+    final = await entries(redis, build_id)
+    # THEN there is still exactly one notice, near the end, counting every line dropped so far
+    notices = [e for e in final if e.event == "truncated"]
+    kept = [e for e in final if e.source == "stdout"]
+    assert len(notices) == 1
+    assert final[-1].event == "truncated"
+    assert notices[0].dropped == 8000 - len(kept)  # type: ignore[attr-defined]
+    # AND flushing again with nothing new trimmed leaves that notice as it is
+    await second.on_stdout("")
+    await second.close()
+    assert [e.id for e in await entries(redis, build_id) if e.event == "truncated"] == [notices[0].id]
+
+
+async def test_no_notice_when_nothing_was_trimmed(redis: Redis, build_id: str) -> None:
+    streamer = LogStreamer(redis, build_id, "install", maxlen=1000)
+    await streamer.on_stdout("".join(f"l{i}\n" for i in range(500)))
+    await streamer.close()
+    assert not [e for e in await entries(redis, build_id) if e.event == "truncated"]
+
+
+async def test_redis_outage_never_fails_and_the_loss_is_reported(
+    build_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a Redis of our own (persisting, so its stream survives the restart), and a streamer
+    # that probes a down Redis on every batch instead of every 0.5 s
+    monkeypatch.setattr(streamer_module, "OUTAGE_PROBE_INTERVAL_S", 0.0)
+    server = RedisServer(None, "--appendonly", "yes", "--appendfsync", "always").start()
+    client = Redis.from_url(server.url, decode_responses=True, socket_connect_timeout=0.5)
+    try:
+        streamer = LogStreamer(client, build_id, "install", flush_lines=50, flush_interval_ms=60_000)
+        await streamer.on_stdout("".join(f"before {i}\n" for i in range(100)))
+        # WHEN the server stops mid-stream and 10,000 lines arrive
+        server.stop()
+        for i in range(200):
+            await streamer.on_stdout("".join(f"during {i}.{j}\n" for j in range(50)))
+            # THEN the caller never sees an error and memory stays bounded
+            assert streamer.buffered_lines <= 50
+        assert streamer.lines_dropped == 10_000
+        # WHEN the server is back and more lines arrive
+        server.start()
+        await streamer.on_stdout("".join(f"after {i}\n" for i in range(50)))
+        await streamer.flush()
+        found = await entries(client, build_id)
+    finally:
+        await client.aclose()
+        server.cleanup()
+    # THEN the stream holds the lines before, one loss report with the exact count, the lines after
+    texts = [e.text for e in found]
+    assert texts[:100] == [f"before {i}" for i in range(100)]
+    report = found[100]
+    assert (report.event, report.reason, report.dropped) == ("truncated", "redis_unavailable", 10_000)  # type: ignore[attr-defined]
+    assert texts[101:] == [f"after {i}" for i in range(50)]

@@ -1,0 +1,43 @@
+"""Helpers to look at a build's stream the way readers see it."""
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from buildlogs.keys import logs_key
+from buildlogs.models import LogEntry
+
+
+async def entries(redis: Redis, build_id: str) -> list[LogEntry]:
+    """Every entry of the build's stream, in order."""
+    raw: Any = await redis.xrange(logs_key(build_id))
+    return [LogEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
+
+
+async def lines(redis: Redis, build_id: str) -> list[tuple[str, str]]:
+    """The ``(source, text)`` of every non-system entry, in order."""
+    return [(e.source, e.text) for e in await entries(redis, build_id) if e.source != "system"]
+
+
+class CountingRedis:
+    """A real client whose pipelines count their round trips (``execute`` calls)."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.round_trips = 0
+        self.commands_per_trip: list[int] = []
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        pipe = self.client.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        async def counted_execute(*args: Any, **kwargs: Any) -> Any:
+            self.round_trips += 1
+            self.commands_per_trip.append(len(pipe.command_stack))
+            return await execute(*args, **kwargs)
+
+        pipe.execute = counted_execute  # type: ignore[method-assign]
+        return pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
