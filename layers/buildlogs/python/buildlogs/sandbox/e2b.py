@@ -136,6 +136,12 @@ class E2BSandboxRuntime:
         for process in self._background:
             await process.detach()
 
+    def _cwd(self, cwd: str | None) -> str:
+        """Relative directories are under the workspace (as in LocalSandboxRuntime)."""
+        if not cwd:
+            return self._workdir
+        return cwd if cwd.startswith("/") else f"{self._workdir.rstrip('/')}/{cwd}"
+
     async def _start(
         self,
         command: str,
@@ -150,7 +156,7 @@ class E2BSandboxRuntime:
                 command,
                 background=True,
                 envs=dict(envs or {}),
-                cwd=cwd or self._workdir,
+                cwd=self._cwd(cwd),
                 on_stdout=cast(Any, on_stdout),
                 on_stderr=cast(Any, on_stderr),
                 timeout=stream_timeout,
