@@ -29,11 +29,10 @@ import uvicorn
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
-from protobuf import Oneof
-
 from e2b.envd.client_shared import ENVD_JSON_CODEC
 from e2b.envd.process import process_pb
 from e2b.envd.process.process_connect import ProcessASGIApplication
+from protobuf import Oneof
 
 ENVD_PORT = 49983
 

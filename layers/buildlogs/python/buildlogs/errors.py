@@ -8,6 +8,11 @@ A Lambda error's ``errorType`` is the exception's class name, so these names mus
 class BuildError(Exception):
     """A stage failed for a reason worth showing to the user (the message is friendly)."""
 
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
 
 class CommandFailed(BuildError):
     """A build command failed or timed out, or the dev server did not come up: never retried."""

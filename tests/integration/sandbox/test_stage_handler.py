@@ -1,0 +1,245 @@
+"""Each stage through the stage Lambda handler, with the local sandbox runtime and a real Redis."""
+
+import socket
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as sync_redis
+
+from buildlogs.errors import CommandFailed, InvalidInput, SandboxUnavailable
+from buildlogs.keys import logs_key, meta_key
+from buildlogs.models import BuildSpec
+from buildlogs.sandbox import LocalSandboxRuntime
+from buildlogs.settings import get_settings
+from buildlogs.spec_store import LocalSpecStore
+from functions.stage.handler import lambda_handler
+from tests.integration.sandbox.conftest import free_port
+
+SERVER = (
+    "import http.server, os\n"
+    "http.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
+)
+SECRET = "s3cr3t-token-value"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "buildlogs-stage"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:buildlogs-stage"
+    aws_request_id: str = "req-1"
+
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def rds(redis_url: str) -> Iterator[sync_redis.Redis]:
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def invoke(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
+    """Call the handler as the stage Lambda named ``stage`` would be called (its STAGE env)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SANDBOX_RUNTIME", "local")
+    monkeypatch.setenv("LOG_FLUSH_INTERVAL_MS", "1")
+    sandboxes: list[str] = []
+
+    def call(stage: str, event: dict[str, Any]) -> dict[str, Any]:
+        monkeypatch.setenv("STAGE", stage)
+        get_settings.cache_clear()
+        result = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+        if result.get("sandbox_id"):
+            sandboxes.append(result["sandbox_id"])
+        return result
+
+    yield call
+    for sandbox_id in sandboxes:  # never leave a dev server behind
+        import asyncio
+
+        asyncio.run(LocalSandboxRuntime(sandbox_id=sandbox_id).kill())
+
+
+def make_state(tmp_path: Path, build_id: str, **spec: Any) -> dict[str, Any]:
+    ref = LocalSpecStore(tmp_path / "specs").save(build_id, BuildSpec.model_validate(spec))
+    return {"build_id": build_id, "spec_ref": ref}
+
+
+def entries(rds: sync_redis.Redis, build_id: str) -> list[dict[str, str]]:
+    return [fields for _id, fields in rds.xrange(logs_key(build_id))]
+
+
+def of_phase(items: list[dict[str, str]], phase: str) -> list[dict[str, str]]:
+    return [e for e in items if e["phase"] == phase]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_build_streams_every_stage_and_cleanup_removes_the_sandbox(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN a small web project whose install prints to both streams (and a secret)
+    port = free_port()
+    state = make_state(
+        tmp_path,
+        build_id,
+        files={"server.py": SERVER, "index.html": "<h1>hi</h1>", "public/app.js": "console.log(1)"},
+        install="echo resolving; echo 'warn: deprecated' >&2; echo token=$API_TOKEN; printf 'installed'",
+        start="python3 -u server.py",
+        port=port,
+        healthcheck_path="/index.html",
+        env={"API_TOKEN": SECRET},
+        timeouts={"start": 20, "healthcheck": 10},
+    )
+    # WHEN every stage of the happy path runs in order, each on the previous one's output
+    for stage in ("provision", "scaffold", "install", "build", "start", "healthcheck"):
+        state = invoke(stage, state)
+    # THEN the state stays small and carries the sandbox and the preview URL
+    assert set(state) == {"build_id", "spec_ref", "sandbox_id", "preview_url"}
+    assert state["preview_url"] == f"http://127.0.0.1:{port}"
+    assert rds.hget(meta_key(build_id), "sandbox_id") == state["sandbox_id"]
+    log = entries(rds, build_id)
+    # each stage opened and closed with exit code 0, in pipeline order
+    events = [(e["phase"], e.get("event")) for e in log if e.get("event") in ("stage_start", "stage_end")]
+    stages = ["provision", "scaffold", "install", "build", "start", "healthcheck"]
+    assert events == [(s, ev) for s in stages for ev in ("stage_start", "stage_end")]
+    assert all(e["exit_code"] == "0" for e in log if e.get("event") == "stage_end")
+    assert log[0]["text"] == "--- Provisioning sandbox ---"
+    # the install's lines, in order and tagged by source, the secret masked, the last partial line kept
+    install = of_phase(log, "install")
+    assert [e["text"] for e in install if e["source"] == "stdout"] == ["resolving", "token=***", "installed"]
+    assert [e["text"] for e in install if e["source"] == "stderr"] == ["warn: deprecated"]
+    assert SECRET not in str(log)
+    # scaffold listed the files, build was skipped with a line, healthcheck logged the status
+    assert "  + public/app.js (14 bytes)" in [e["text"] for e in of_phase(log, "scaffold")]
+    assert "No build command: skipped" in [e["text"] for e in of_phase(log, "build")]
+    assert any(e["text"].startswith("GET /index.html -> 200 OK") for e in of_phase(log, "healthcheck"))
+    assert not any(e.get("event") == "build_failed" for e in log)
+    with urllib.request.urlopen(f"{state['preview_url']}/index.html", timeout=5) as response:
+        assert response.read() == b"<h1>hi</h1>"
+
+    # WHEN cleanup runs THEN the sandbox and its dev server are gone
+    sandbox = LocalSandboxRuntime(sandbox_id=state["sandbox_id"])
+    assert Path(sandbox.directory).is_dir()
+    invoke("cleanup", {**state, "error": {"Error": "States.Timeout", "Cause": "a test"}})
+    assert not Path(sandbox.directory).exists()
+    assert not port_open(port)
+    cleanup = of_phase(entries(rds, build_id), "cleanup")
+    assert cleanup[0]["event"] == "stage_start"
+    assert f"Sandbox {state['sandbox_id']} killed" in [e["text"] for e in cleanup]
+
+
+def test_a_failing_command_fails_its_stage_with_its_last_line_and_build_failed(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN an install command that fails after printing
+    state = make_state(
+        tmp_path, build_id, install="echo step 1; echo 'npm ERR! missing script' >&2; exit 3", start="true", port=3000
+    )
+    state = invoke("scaffold", invoke("provision", state))
+    # WHEN install runs THEN it raises CommandFailed (the error name Step Functions catches)
+    with pytest.raises(CommandFailed, match="install command exited with code 3") as failure:
+        invoke("install", state)
+    assert type(failure.value).__name__ == "CommandFailed"
+    install = of_phase(entries(rds, build_id), "install")
+    texts = [e["text"] for e in install]
+    # the failing command's last line is there, tagged stderr, before BUILD FAILED and stage_end
+    last_output = [e for e in install if e["source"] != "system"][-1]
+    assert last_output == {**last_output, "source": "stderr", "text": "npm ERR! missing script"}
+    failed = [e for e in install if e.get("event") == "build_failed"]
+    assert len(failed) == 1
+    assert failed[0]["text"].startswith("BUILD FAILED: install command exited with code 3")
+    assert install[-1]["event"] == "stage_end"
+    assert install[-1]["exit_code"] == "3"
+    assert texts.index("npm ERR! missing script") < texts.index(failed[0]["text"])
+    # WHEN cleanup runs after the Catch THEN it does not report the failure twice
+    invoke("cleanup", {**state, "error": {"Error": "CommandFailed", "Cause": "..."}})
+    assert len([e for e in entries(rds, build_id) if e.get("event") == "build_failed"]) == 1
+    assert not Path(LocalSandboxRuntime(sandbox_id=state["sandbox_id"]).directory).exists()
+
+
+def test_a_command_that_never_ends_is_killed_at_its_timeout(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    state = make_state(
+        tmp_path, build_id, build="echo compiling; exec sleep 600", start="true", port=3000, timeouts={"build": 1}
+    )
+    state = invoke("provision", state)
+    with pytest.raises(CommandFailed, match="build command timed out after 1s"):
+        invoke("build", state)
+    build = of_phase(entries(rds, build_id), "build")
+    assert "compiling" in [e["text"] for e in build]
+    assert build[-1]["event"] == "stage_end"
+    assert build[-1]["exit_code"] == "124"
+
+
+def test_a_dev_server_that_never_opens_its_port_fails_start_clearly(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    state = make_state(tmp_path, build_id, start="echo booting; exec sleep 600", port=port, timeouts={"start": 1})
+    state = invoke("provision", state)
+    with pytest.raises(CommandFailed, match=f"did not open port {port} within 1s"):
+        invoke("start", state)
+    start = of_phase(entries(rds, build_id), "start")
+    assert [e["text"] for e in start if e.get("event") == "build_failed"] == [
+        f"BUILD FAILED: the dev server did not open port {port} within 1s"
+    ]
+
+
+def test_cleanup_reports_a_failure_no_stage_could_report(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN a run whose stage Lambda timed out (it wrote nothing) and never got a sandbox
+    state = make_state(tmp_path, build_id, start="true", port=3000)
+    # WHEN cleanup runs with the Catch's error
+    invoke("cleanup", {**state, "error": {"Error": "States.Timeout", "Cause": "Task timed out"}})
+    # THEN the stream says why the build failed
+    log = entries(rds, build_id)
+    assert [e["text"] for e in log if e.get("event") == "build_failed"] == [
+        "BUILD FAILED: States.Timeout: Task timed out"
+    ]
+    assert "No sandbox to clean up" in [e["text"] for e in log]
+
+
+def test_a_vanished_sandbox_is_retryable_and_not_yet_a_build_failure(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    state = {**make_state(tmp_path, build_id, start="true", port=3000), "sandbox_id": f"local-gone-{uuid.uuid4().hex}"}
+    with pytest.raises(SandboxUnavailable, match="no longer exists"):
+        invoke("scaffold", state)
+    log = entries(rds, build_id)
+    assert any(e["text"].startswith("Sandbox unavailable:") for e in log)
+    assert not any(e.get("event") == "build_failed" for e in log)
+
+
+def test_invalid_input_is_rejected_before_anything_is_written(
+    invoke: Invoke, rds: sync_redis.Redis, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInput, match="build_id"):
+        invoke("provision", {"build_id": "../../etc", "spec_ref": "file:///x"})
+    with pytest.raises(InvalidInput, match="sandbox_id"):
+        invoke("install", {"build_id": "b-1", "spec_ref": "file:///x"})
+
+
+def test_a_spec_ref_of_another_build_is_refused(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    other = make_state(tmp_path, "someone-else", start="true", port=3000)
+    with pytest.raises(InvalidInput, match="spec_ref must be"):
+        invoke("provision", {"build_id": build_id, "spec_ref": other["spec_ref"]})
+    assert [e.get("event") for e in entries(rds, build_id)] == ["stage_start", "build_failed", "stage_end"]
