@@ -237,7 +237,12 @@ async def _upload(
             page: Any = await redis.xrange(key, min=start, max=snapshot.last_id, count=page_size)
             if not page:
                 break
-            await upload.write(b"".join([dumps(record(eid, fields), option=_DUMPS_OPTIONS) for eid, fields in page]))
+            # One bytearray per page: each serialised line is freed at once (orjson's result
+            # objects are ~4 KiB each, a list of a page of them would dominate memory).
+            chunk = bytearray()
+            for entry_id, fields in page:
+                chunk += dumps(record(entry_id, fields), option=_DUMPS_OPTIONS)
+            await upload.write(chunk)
             lines += len(page)
             last = _text(page[-1][0])
             if last == snapshot.last_id or len(page) < page_size:

@@ -57,7 +57,7 @@ class StreamingUpload:
         """Whether the object goes up in parts (the buffer outgrew one part)."""
         return self._upload_id is not None
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         """Append ``data``; a buffer of ``part_size`` bytes or more becomes the next part."""
         self._buffer += data
         self.bytes_written += len(data)
