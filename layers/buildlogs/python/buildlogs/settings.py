@@ -43,6 +43,7 @@ class Settings:
     e2b_api_key: str = ""
     sandbox_runtime: Literal["e2b", "local"] = "local"
     stage: str = ""  # the stage a stage Lambda runs (its function's STAGE)
+    api_url: str = ""  # the CLI's API root (BUILDLOGS_API_URL; --api overrides it)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -65,6 +66,7 @@ class Settings:
             e2b_api_key=env.get("E2B_API_KEY", "").strip(),
             sandbox_runtime="e2b" if runtime == "e2b" else "local",
             stage=env.get("STAGE", "").strip(),
+            api_url=env.get("BUILDLOGS_API_URL", "").strip(),
         )
 
 
