@@ -110,7 +110,7 @@ class FakeProcessService:
         await asyncio.gather(read(proc.process.stdout, "stdout"), read(proc.process.stderr, "stderr"))
         code = await proc.process.wait()
         exit_code = code if code >= 0 else -1
-        status = "exit status %d" % code if code >= 0 else f"signal: {signal.Signals(-code).name.lower()}"
+        status = f"exit status {code}" if code >= 0 else f"signal: {signal.Signals(-code).name.lower()}"
         end = process_pb.ProcessEvent.EndEvent(exit_code=exit_code, exited=code >= 0, status=status)
         if code < 0:
             end = process_pb.ProcessEvent.EndEvent(exit_code=exit_code, exited=False, status=status, error=status)

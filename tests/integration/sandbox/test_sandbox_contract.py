@@ -11,7 +11,10 @@ from buildlogs.sandbox import TIMEOUT_EXIT_CODE, SandboxRuntime, create_runtime
 from buildlogs.settings import get_settings
 from tests.integration.sandbox.conftest import eventually, free_port
 
-SERVER = "import http.server, os\nhttp.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
+SERVER = (
+    "import http.server, os\n"
+    "http.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
+)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -89,8 +89,7 @@ def _check_relative_path(path: str) -> str:
         raise ValueError(f"file path must not contain NUL or backslashes: {path[:80]!r}")
     if path.startswith("/") or PurePosixPath(path).is_absolute():
         raise ValueError(f"file path must be relative: {path[:80]!r}")
-    parts = PurePosixPath(path).parts
-    if any(part in ("..", ".") for part in parts) or path.endswith("/") or "//" in path:
+    if any(part in ("", ".", "..") for part in path.split("/")):
         raise ValueError(f"file path must not contain '.', '..' or empty segments: {path[:80]!r}")
     return path
 
