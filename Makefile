@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)/$(PKG):$(CURDIR)
 export POWERTOOLS_METRICS_NAMESPACE ?= buildlogs
 export POWERTOOLS_SERVICE_NAME ?= buildlogs
 
-.PHONY: setup run test lint typecheck pytest bench clean
+.PHONY: setup run test lint typecheck pytest bench clean synth
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/stream_throughput.py
 	$(PY) bench/stream_latency.py
+
+# The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
+NPM_STAMP := node_modules/.installed
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NPM_STAMP)
+
+# Offline: no Docker (the layer bundles locally with pip), no AWS credentials, no lookups.
+# cdk.json's `python3 app.py` runs the venv's python (.venv/bin first on PATH).
+synth: $(STAMP) $(NPM_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 node_modules/.bin/cdk synth --no-notices --quiet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

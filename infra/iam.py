@@ -1,0 +1,15 @@
+"""Scoped ARNs for IAM statements (no ``*`` resource where AWS allows scoping)."""
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+
+def execution_arn(scope: Construct, state_machine: sfn.StateMachine) -> str:
+    """``arn:…:states:…:execution:<this machine's name>:*`` — the executions of this machine only."""
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{state_machine.state_machine_name}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
