@@ -4,7 +4,7 @@ A recording double of ``AsyncSandbox`` stands in for the SDK's control-plane cal
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from e2b.exceptions import NotFoundException, SandboxException
@@ -68,7 +68,7 @@ class _KillVariant:
 
 
 class RecordingSandbox:
-    calls: list[tuple[str, Any, dict[str, Any]]] = []
+    calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []
     fail_connect = False
     fail_kill = False
     kill = _KillVariant()
