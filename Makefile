@@ -41,6 +41,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/stream_throughput.py
 	$(PY) bench/stream_latency.py
+	$(PY) bench/cold_import.py
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
 NPM_STAMP := node_modules/.installed
