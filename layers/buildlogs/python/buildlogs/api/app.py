@@ -1,0 +1,369 @@
+"""The REST API's resolver and routes (Powertools, validation on, OpenAPI generated).
+
+Routes stay thin: the work is in ``buildlogs.builds`` (Step Functions, spec store) and
+``buildlogs.build_logs`` (stream and archive). Every error leaves as JSON ``{error, message}``
+with 400/404/409/413 — never the resolver's default 422 or its default bodies, never a trace.
+
+No ``from __future__ import annotations`` here: the resolver reads the annotations at runtime.
+"""
+
+import asyncio
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.metrics import MetricUnit
+
+from buildlogs.api.deps import deps
+from buildlogs.api.schemas import (
+    ArchiveLocation,
+    BuildItem,
+    BuildList,
+    BuildStatus,
+    Cancelled,
+    ErrorBody,
+    LogEntryOut,
+    LogPageOut,
+    StageStatus,
+    Submitted,
+    error_responses,
+)
+from buildlogs.archive import head_archive
+from buildlogs.build_logs import LogFilter, read_logs, summarise_log
+from buildlogs.builds import (
+    BuildConflict,
+    BuildNotFound,
+    BuildNotRunning,
+    Execution,
+    InvalidPageToken,
+    build_exists,
+    cancel_build,
+    get_build,
+    list_builds,
+    submit_build,
+)
+from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
+from buildlogs.models import BuildSpec
+from buildlogs.observability import logger, metrics
+
+# Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+RUNNING_STATUSES = frozenset({"RUNNING", "PENDING", "PENDING_REDRIVE"})
+
+BuildId = Annotated[str, Path(pattern=BUILD_ID_PATTERN, max_length=64, description="the build id")]
+
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and machine code, raised by routes."""
+
+    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.field = status, error, message, field
+
+
+def _error(status: int, error: str, message: str, field: str | None = None) -> Response[Any]:
+    body = ErrorBody(error=error, message=message, field=field).model_dump(exclude_none=True)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+@app.post(
+    "/builds",
+    status_code=202,
+    summary="Start a build",
+    description="Same build_id and same spec again: the same build (202). Same build_id, other spec: 409.",
+    responses=error_responses(400, 409, 413),
+)
+def post_build(spec: BuildSpec) -> Submitted:
+    _check_body_size()
+    settings = deps.get_settings()
+    build_id = submit_build(
+        deps.stepfunctions(),
+        deps.s3_client(),
+        state_machine_arn=settings.state_machine_arn,
+        bucket=settings.sources_bucket,
+        spec=spec,
+    )
+    metrics.add_metric(name="BuildsSubmitted", unit=MetricUnit.Count, value=1)
+    logger.info("build submitted", extra={"build_id": build_id})
+    return Submitted(build_id=build_id, status_url=_status_url(build_id), logs_url=_logs_url(build_id))
+
+
+@app.get("/builds", summary="Recent builds, newest first", responses=error_responses(400))
+def get_builds(
+    limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
+    status: Annotated[
+        Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"] | None,
+        Query(description="only builds in this status"),
+    ] = None,
+    next_token: Annotated[str | None, Query(alias="next", max_length=4096, description="from the last page")] = None,
+) -> BuildList:
+    settings = deps.get_settings()
+    try:
+        builds, token = list_builds(
+            deps.stepfunctions(), settings.state_machine_arn, limit=limit, status=status, token=next_token
+        )
+    except InvalidPageToken as exc:
+        raise ApiError(400, "invalid_request", str(exc), "next") from None
+    items = [
+        BuildItem(
+            build_id=build.build_id,
+            status=build.status,
+            started_at=_iso(build.started_at),
+            stopped_at=_iso(build.stopped_at),
+            status_url=_status_url(build.build_id),
+            logs_url=_logs_url(build.build_id),
+        )
+        for build in builds
+    ]
+    return BuildList(builds=items, next=token)
+
+
+@app.get(
+    "/builds/<build_id>",
+    summary="A build's status, stages, preview URL and archive",
+    responses=error_responses(400, 404),
+)
+def get_build_status(build_id: BuildId) -> BuildStatus:
+    settings = deps.get_settings()
+    execution = _execution(build_id)
+    finished = execution.status not in RUNNING_STATUSES
+    summary, archived = asyncio.run(_log_facts(build_id, finished))
+    preview_url = (execution.output or {}).get("preview_url") or summary.preview_url
+    archive = None
+    if archived is not None:
+        bucket = settings.log_archive_bucket
+        archive = ArchiveLocation(
+            bucket=bucket,
+            key=archived.key,
+            uri=f"s3://{bucket}/{archived.key}",
+            lines=archived.lines,
+            bytes=archived.bytes,
+        )
+    return BuildStatus(
+        build_id=build_id,
+        status=execution.status,
+        started_at=_iso(execution.started_at),
+        stopped_at=_iso(execution.stopped_at),
+        error=execution.error,
+        stages=[
+            StageStatus(
+                name=stage.name,
+                status=stage.status,
+                started_at=_iso_ms(stage.started_ms),
+                duration_ms=stage.duration_ms,
+                exit_code=stage.exit_code,
+            )
+            for stage in summary.stages
+        ],
+        preview_url=str(preview_url) if preview_url else None,
+        archive=archive,
+        logs_url=_logs_url(build_id),
+    )
+
+
+@app.get(
+    "/builds/<build_id>/logs",
+    summary="A page of a build's log (long-poll with wait)",
+    description="Pass `next` as `after` to continue: entries are never skipped nor repeated. "
+    "Served from the S3 archive once the live stream expired, with the same entry ids.",
+    responses=error_responses(400, 404),
+)
+def get_build_logs(
+    build_id: BuildId,
+    after: Annotated[str | None, Query(max_length=64, description="entry id: entries strictly after it")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    wait: Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry")] = 0,
+    phase: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only this stage")] = None,
+    source: Annotated[Literal["stdout", "stderr", "system"] | None, Query()] = None,
+) -> LogPageOut:
+    cursor = after or "0-0"
+    try:
+        validate_entry_id(cursor)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "after must be an entry id like 1700000000000-0", "after") from None
+    settings = deps.get_settings()
+    sfn, s3 = deps.stepfunctions(), deps.s3_client()
+
+    def exists() -> bool:
+        return build_exists(
+            sfn, s3, state_machine_arn=settings.state_machine_arn, bucket=settings.sources_bucket, build_id=build_id
+        )
+
+    async def read() -> Any:
+        async with deps.redis() as redis:
+            return await read_logs(
+                redis,
+                s3,
+                settings.log_archive_bucket,
+                build_id,
+                build_exists=exists,
+                after=cursor,
+                limit=limit,
+                wait_ms=wait * 1000,
+                log_filter=LogFilter(phase=phase, source=source),
+            )
+
+    try:
+        page = asyncio.run(read())
+    except LookupError:
+        raise ApiError(404, "not_found", f"no build {build_id}") from None
+    entries = [LogEntryOut.model_validate(entry.model_dump(exclude_none=True)) for entry in page.entries]
+    return LogPageOut(entries=entries, next=page.next, done=page.done)
+
+
+@app.post(
+    "/builds/<build_id>/cancel",
+    status_code=202,
+    summary="Cancel a running build (StopExecution)",
+    responses=error_responses(400, 404, 409),
+)
+def post_cancel(build_id: BuildId) -> Cancelled:
+    settings = deps.get_settings()
+    cancel_build(
+        deps.stepfunctions(),
+        deps.s3_client(),
+        state_machine_arn=settings.state_machine_arn,
+        bucket=settings.sources_bucket,
+        build_id=build_id,
+    )
+    metrics.add_metric(name="BuildsCancelled", unit=MetricUnit.Count, value=1)
+    logger.info("build cancelled", extra={"build_id": build_id})
+    return Cancelled(build_id=build_id, status_url=_status_url(build_id))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[str]:
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=openapi_json())
+
+
+def openapi_json() -> str:
+    """The generated OpenAPI document of this API."""
+    return app.get_openapi_json_schema(
+        title="buildlogs",
+        version="1.0.0",
+        description="Start builds, follow their logs live, see their status, cancel them.",
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _execution(build_id: str) -> Execution:
+    settings = deps.get_settings()
+    return get_build(
+        deps.stepfunctions(),
+        deps.s3_client(),
+        state_machine_arn=settings.state_machine_arn,
+        bucket=settings.sources_bucket,
+        build_id=build_id,
+    )
+
+
+async def _log_facts(build_id: str, finished: bool) -> tuple[Any, Any]:
+    """The log's stage summary and the archive object (``None`` until archived)."""
+    settings = deps.get_settings()
+    bucket, s3 = settings.log_archive_bucket, deps.s3_client()
+    async with deps.redis() as redis:
+        summary = await summarise_log(redis, s3, bucket, build_id, finished=finished)
+    archived = await head_archive(s3, bucket, archive_key(build_id)) if bucket else None
+    return summary, archived
+
+
+def _check_body_size() -> None:
+    body = app.current_event.body or ""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
+
+
+def _status_url(build_id: str) -> str:
+    return f"/builds/{build_id}"
+
+
+def _logs_url(build_id: str) -> str:
+    return f"/builds/{build_id}/logs"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _iso_ms(value: int | None) -> str | None:
+    return datetime.fromtimestamp(value / 1000, UTC).isoformat() if value is not None else None
+
+
+# -- errors: always {error, message} ------------------------------------------------------------
+
+
+def _invalid_request(exc: RequestValidationError) -> Response[Any]:
+    body = app.current_event.body or ""
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    field = ".".join(loc) or None
+    reason = str(first.get("msg") or "invalid value")
+    if first.get("type") == "json_invalid":
+        field, reason = None, "the body is not valid JSON"
+    message = f"{field}: {reason}" if field else reason
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return _error(400, "invalid_request", message, field)
+
+
+def _unsupported_type(_exc: RequestUnsupportedContentType) -> Response[Any]:
+    return _error(400, "invalid_request", "the body must be application/json")
+
+
+def _api_error(exc: ApiError) -> Response[Any]:
+    return _error(exc.status, exc.error, exc.message, exc.field)
+
+
+def _not_found(exc: BuildNotFound) -> Response[Any]:
+    return _error(404, "not_found", f"no build {exc.args[0]}")
+
+
+def _no_route(_exc: NotFoundError) -> Response[Any]:
+    return _error(404, "not_found", "no such route")
+
+
+def _conflict(exc: Exception) -> Response[Any]:
+    return _error(409, "conflict", str(exc))
+
+
+def _service_error(exc: ServiceError) -> Response[Any]:
+    return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
+
+
+def _internal(exc: Exception) -> Response[Any]:
+    logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+    return _error(500, "internal_error", "internal error; the request id is in the response headers")
+
+
+# Registered by call, not decorator (the decorator is untyped); the most specific class wins.
+_HANDLERS: tuple[tuple[Any, Any], ...] = (
+    (RequestValidationError, _invalid_request),
+    (RequestUnsupportedContentType, _unsupported_type),
+    (ApiError, _api_error),
+    (BuildNotFound, _not_found),
+    (NotFoundError, _no_route),
+    ([BuildConflict, BuildNotRunning], _conflict),
+    (ServiceError, _service_error),
+    (Exception, _internal),
+)
+for _exc_class, _handler in _HANDLERS:
+    app.exception_handler(_exc_class)(_handler)
+
+__all__ = ["MAX_BODY_BYTES", "ApiError", "app", "openapi_json"]

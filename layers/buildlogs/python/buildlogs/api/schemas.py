@@ -1,0 +1,123 @@
+"""Response bodies of the REST API (pydantic, so the generated OpenAPI document describes them).
+
+Never a BuildSpec's ``env`` here: its values are secrets.
+"""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable machine code and a human message."""
+
+    error: str = Field(description="machine-readable code, e.g. invalid_request, not_found, conflict")
+    message: str
+    field: str | None = Field(default=None, description="the offending field of a 400, when known")
+
+
+class Submitted(BaseModel):
+    """202 of POST /builds: where to follow the build (paths relative to the API root)."""
+
+    build_id: str
+    status_url: str
+    logs_url: str
+
+
+class Cancelled(BaseModel):
+    """202 of POST /builds/{id}/cancel."""
+
+    build_id: str
+    status: Literal["ABORTING"] = "ABORTING"
+    status_url: str
+
+
+class BuildItem(BaseModel):
+    """One run in GET /builds."""
+
+    build_id: str
+    status: str
+    started_at: str | None = None
+    stopped_at: str | None = None
+    status_url: str
+    logs_url: str
+
+
+class BuildList(BaseModel):
+    """GET /builds: newest first; ``next`` is an opaque token for the following page."""
+
+    builds: list[BuildItem]
+    next: str | None = None
+
+
+class StageStatus(BaseModel):
+    """One stage of a build as its log tells it."""
+
+    name: str
+    status: Literal["running", "succeeded", "failed", "interrupted"]
+    started_at: str | None = None
+    duration_ms: int | None = None
+    exit_code: int | None = None
+
+
+class ArchiveLocation(BaseModel):
+    """The build's archived NDJSON log."""
+
+    bucket: str
+    key: str
+    uri: str
+    lines: int
+    bytes: int
+
+
+class BuildStatus(BaseModel):
+    """GET /builds/{id}."""
+
+    build_id: str
+    status: str = Field(description="PENDING (spec stored, no execution yet) or a Step Functions status")
+    started_at: str | None = None
+    stopped_at: str | None = None
+    error: str | None = Field(default=None, description="the failing stage's error name, if any")
+    stages: list[StageStatus] = Field(default_factory=list)
+    preview_url: str | None = None
+    archive: ArchiveLocation | None = None
+    logs_url: str
+
+
+class LogEntryOut(BaseModel):
+    """One log entry; system entries carry ``event`` and its fields (duration_ms, status, …)."""
+
+    model_config = {"extra": "allow"}
+
+    id: str
+    ts: int
+    source: Literal["stdout", "stderr", "system"]
+    text: str
+    phase: str
+    event: str | None = None
+
+
+class LogPageOut(BaseModel):
+    """GET /builds/{id}/logs: pass ``next`` as ``after`` to continue; ``done`` once the log ended."""
+
+    entries: list[LogEntryOut]
+    next: str
+    done: bool
+
+
+def error_responses(*codes: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` entries for the error codes a route returns."""
+    descriptions = {
+        400: "invalid request",
+        404: "unknown build",
+        409: "conflict",
+        413: "request body too large",
+        500: "internal error",
+    }
+    return {
+        code: {
+            "description": descriptions[code],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+        for code in codes
+    }
