@@ -1,5 +1,6 @@
 """Each stage through the stage Lambda handler, with the local sandbox runtime and a real Redis."""
 
+import json
 import socket
 import urllib.request
 import uuid
@@ -66,6 +67,20 @@ def invoke(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
         import asyncio
 
         asyncio.run(LocalSandboxRuntime(sandbox_id=sandbox_id).kill())
+
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "hello-web"
+
+
+def load_example() -> dict[str, Any]:
+    """examples/hello-web as a BuildSpec body: its buildspec.json plus its files."""
+    body: dict[str, Any] = json.loads((EXAMPLE / "buildspec.json").read_text())
+    body["files"] = {
+        str(path.relative_to(EXAMPLE)): path.read_text()
+        for path in sorted(EXAMPLE.rglob("*"))
+        if path.is_file() and path.name not in ("buildspec.json", "README.md")
+    }
+    return body
 
 
 def make_state(tmp_path: Path, build_id: str, **spec: Any) -> dict[str, Any]:
@@ -243,3 +258,21 @@ def test_a_spec_ref_of_another_build_is_refused(
     with pytest.raises(InvalidInput, match="spec_ref must be"):
         invoke("provision", {"build_id": build_id, "spec_ref": other["spec_ref"]})
     assert [e.get("event") for e in entries(rds, build_id)] == ["stage_start", "build_failed", "stage_end"]
+
+
+def test_the_example_project_builds_and_serves(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN examples/hello-web on a free port
+    body = {**load_example(), "port": free_port(), "timeouts": {"start": 20, "healthcheck": 10}}
+    state = make_state(tmp_path, build_id, **body)
+    # WHEN the whole happy path runs
+    for stage in ("provision", "scaffold", "install", "build", "start", "healthcheck"):
+        state = invoke(stage, state)
+    # THEN the build's output is in the stream and the built page is served
+    build = of_phase(entries(rds, build_id), "build")
+    assert [e["text"] for e in build if e["source"] == "stdout"] == ["emitted dist/index.html", "build complete"]
+    assert [e["text"] for e in build if e["source"] == "stderr"] == ["warning: no minifier configured"]
+    with urllib.request.urlopen(f"{state['preview_url']}/index.html", timeout=5) as response:
+        assert b"Hello from a buildlogs sandbox" in response.read()
+    invoke("cleanup", state)

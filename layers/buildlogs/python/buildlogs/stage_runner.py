@@ -66,7 +66,11 @@ async def run_stage(
     """Run ``stage_name`` for the execution state ``event``; return the next state's input."""
     settings = settings or get_settings()
     stage = get_stage(stage_name)
-    state = parse_state(stage.name, event)
+    try:
+        state = parse_state(stage.name, event)
+    except InvalidInput:
+        metrics.add_metric(name="InvalidInput", unit=MetricUnit.Count, value=1)
+        raise
     logger.append_keys(build_id=state.build_id, stage=stage.name)
     tracer.put_annotation(key="build_id", value=state.build_id)
     own_redis = redis is None
