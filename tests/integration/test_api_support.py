@@ -1,19 +1,28 @@
 """Helpers shared by the API tests: moto Step Functions + S3, API Gateway REST events. No tests here."""
 
+import asyncio
 import base64
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+import redis as sync_redis
 from moto import mock_aws
+from redis.asyncio import Redis
 
 from buildlogs.api.app import app
 from buildlogs.api.deps import deps
+from buildlogs.archive import archive_logs
+from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
+from buildlogs.streamer import LogStreamer
 
 REGION = "us-east-1"
 SOURCES = "buildlogs-sources-test"
@@ -105,4 +114,96 @@ def api(redis_url: str) -> Iterator[Api]:
             deps.reset()
 
 
-__all__ = ["ARCHIVE", "REGION", "SOURCES", "Api", "ApiResponse", "api", "rest_event", "spec"]
+class _ApiHandler(BaseHTTPRequestHandler):
+    """HTTP → API Gateway REST event → the resolver (what API Gateway does, in one thread per request)."""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        result = app.resolve(rest_event(self.command, self.path, body=body, headers=headers), None)  # type: ignore[arg-type]
+        payload = (result.get("body") or "").encode()
+        self.send_response(int(result["statusCode"]))
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            for value in values:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@contextmanager
+def serve_api() -> Iterator[str]:
+    """Serve the resolver on 127.0.0.1 (an ephemeral port); yields the API root URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ApiHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def _write_log(redis_url: str, build_id: str, script: list[tuple[str, str, dict[str, Any]]]) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        streamer = LogStreamer(client, build_id, "provision", flush_interval_ms=0)
+        for kind, text, fields in script:
+            if kind == "stage":
+                await streamer.stage(text)
+            elif kind == "end_stage":
+                await streamer.end_stage(**fields)
+            elif kind == "event":
+                await streamer.write_event(text, **fields)
+            else:
+                await (streamer.on_stderr if kind == "stderr" else streamer.on_stdout)(text + "\n")
+        await streamer.close()
+    finally:
+        await client.aclose()
+
+
+def write_log(redis_url: str, build_id: str, script: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Write a scripted log (``stage``/``end_stage``/``event``/``stdout``/``stderr`` steps) with LogStreamer."""
+    asyncio.run(_write_log(redis_url, build_id, script))
+
+
+async def _archive_and_expire(redis_url: str, s3: Any, build_id: str, status: str) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await archive_logs(client, s3, ARCHIVE, build_id, status, ttl_seconds=600)
+        await client.delete(logs_key(build_id), meta_key(build_id))  # as if the TTL had passed
+    finally:
+        await client.aclose()
+
+
+def archive_and_expire(redis_url: str, s3: Any, build_id: str, status: str = "SUCCEEDED") -> None:
+    """Archive the build's stream (the archiver's own code), then delete it: the stream has expired."""
+    asyncio.run(_archive_and_expire(redis_url, s3, build_id, status))
+
+
+def delete_stream(redis_url: str, build_id: str) -> None:
+    sync_redis.Redis.from_url(redis_url).delete(logs_key(build_id), meta_key(build_id))
+
+
+__all__ = [
+    "ARCHIVE",
+    "REGION",
+    "SOURCES",
+    "Api",
+    "ApiResponse",
+    "api",
+    "archive_and_expire",
+    "delete_stream",
+    "rest_event",
+    "serve_api",
+    "spec",
+    "write_log",
+]

@@ -8,6 +8,7 @@ No ``from __future__ import annotations`` here: the resolver reads the annotatio
 """
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
@@ -33,7 +34,7 @@ from buildlogs.api.schemas import (
     LogPageOut,
     StageStatus,
     Submitted,
-    error_responses,
+    responses,
 )
 from buildlogs.archive import head_archive
 from buildlogs.build_logs import LogFilter, read_logs, summarise_log
@@ -83,7 +84,7 @@ def _error(status: int, error: str, message: str, field: str | None = None) -> R
     status_code=202,
     summary="Start a build",
     description="Same build_id and same spec again: the same build (202). Same build_id, other spec: 409.",
-    responses=error_responses(400, 409, 413),
+    responses=responses(202, Submitted, 400, 409, 413),
 )
 def post_build(spec: BuildSpec) -> Submitted:
     _check_body_size()
@@ -100,7 +101,7 @@ def post_build(spec: BuildSpec) -> Submitted:
     return Submitted(build_id=build_id, status_url=_status_url(build_id), logs_url=_logs_url(build_id))
 
 
-@app.get("/builds", summary="Recent builds, newest first", responses=error_responses(400))
+@app.get("/builds", summary="Recent builds, newest first", responses=responses(200, BuildList, 400))
 def get_builds(
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     status: Annotated[
@@ -133,7 +134,7 @@ def get_builds(
 @app.get(
     "/builds/<build_id>",
     summary="A build's status, stages, preview URL and archive",
-    responses=error_responses(400, 404),
+    responses=responses(200, BuildStatus, 400, 404),
 )
 def get_build_status(build_id: BuildId) -> BuildStatus:
     settings = deps.get_settings()
@@ -178,7 +179,7 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
     summary="A page of a build's log (long-poll with wait)",
     description="Pass `next` as `after` to continue: entries are never skipped nor repeated. "
     "Served from the S3 archive once the live stream expired, with the same entry ids.",
-    responses=error_responses(400, 404),
+    responses=responses(200, LogPageOut, 400, 404),
 )
 def get_build_logs(
     build_id: BuildId,
@@ -227,7 +228,7 @@ def get_build_logs(
     "/builds/<build_id>/cancel",
     status_code=202,
     summary="Cancel a running build (StopExecution)",
-    responses=error_responses(400, 404, 409),
+    responses=responses(202, Cancelled, 400, 404, 409),
 )
 def post_cancel(build_id: BuildId) -> Cancelled:
     settings = deps.get_settings()
@@ -249,12 +250,21 @@ def get_openapi() -> Response[str]:
 
 
 def openapi_json() -> str:
-    """The generated OpenAPI document of this API."""
-    return app.get_openapi_json_schema(
-        title="buildlogs",
-        version="1.0.0",
-        description="Start builds, follow their logs live, see their status, cancel them.",
+    """The generated OpenAPI document of this API, without the resolver's 422 (we answer 400)."""
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title="buildlogs",
+            version="1.0.0",
+            description="Start builds, follow their logs live, see their status, cancel them.",
+        )
     )
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return json.dumps(document)
 
 
 # -- helpers ------------------------------------------------------------------------------------

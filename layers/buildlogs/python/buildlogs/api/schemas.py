@@ -105,8 +105,8 @@ class LogPageOut(BaseModel):
     done: bool
 
 
-def error_responses(*codes: int) -> dict[int, Any]:
-    """OpenAPI ``responses`` entries for the error codes a route returns."""
+def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` of a route: its success (``status``, ``model``) and its error codes."""
     descriptions = {
         400: "invalid request",
         404: "unknown build",
@@ -114,10 +114,7 @@ def error_responses(*codes: int) -> dict[int, Any]:
         413: "request body too large",
         500: "internal error",
     }
-    return {
-        code: {
-            "description": descriptions[code],
-            "content": {"application/json": {"model": ErrorBody}},
-        }
-        for code in codes
-    }
+    documented: dict[int, Any] = {status: {"description": "success", "content": {"application/json": {"model": model}}}}
+    for code in (*errors, 500):
+        documented[code] = {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}}
+    return documented
