@@ -1,47 +1,46 @@
 """`make run` until the local build exists: a real process streamed live through Redis.
 
-A writer runs ``examples/noisy_build.py`` as a subprocess and feeds its raw stdout/stderr
-chunks to a LogStreamer; a LogReader long-polls the same stream and prints each entry as it
+A writer runs ``examples/noisy_build.py`` in a local sandbox (a real subprocess) and feeds its
+stdout/stderr chunks to a LogStreamer; a LogReader long-polls the same stream and prints each entry as it
 arrives, coloured by source and phase. No REDIS_URL: an embedded fakeredis.
 """
 
 import asyncio
+import shlex
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from buildlogs.console import format_entry, use_colour
 from buildlogs.reader import LogReader
 from buildlogs.redis_client import create_redis
+from buildlogs.sandbox import LocalSandboxRuntime
 from buildlogs.settings import get_settings
 from buildlogs.streamer import LogStreamer
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "noisy_build.py"
 
 
-async def _pump(stream: asyncio.StreamReader, sink: Callable[[bytes], Awaitable[None]]) -> None:
-    while chunk := await stream.read(4096):
-        await sink(chunk)
-
-
 async def run_example(streamer: LogStreamer, script: Path = EXAMPLE) -> int:
-    """Run ``script`` as one stage, streaming its output; then end the log as the archiver would."""
+    """Run ``script`` as one stage in a local sandbox, streaming its output; then end the log."""
+    sandbox = LocalSandboxRuntime()
     try:
+        await sandbox.start()
         await streamer.stage("build")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-u", str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        result = await sandbox.run_command(
+            f"{shlex.quote(sys.executable)} -u {shlex.quote(str(script))}",
+            timeout=60,
+            on_stdout=streamer.on_stdout,
+            on_stderr=streamer.on_stderr,
         )
-        assert process.stdout is not None
-        assert process.stderr is not None
-        await asyncio.gather(_pump(process.stdout, streamer.on_stdout), _pump(process.stderr, streamer.on_stderr))
-        exit_code = await process.wait()
+        exit_code = result["exit_code"]
         await streamer.flush()
         if exit_code:
             await streamer.write_event(f"BUILD FAILED: command exited with code {exit_code}", event="build_failed")
         await streamer.end_stage(exit_code=exit_code)
     finally:
         await streamer.close()  # the last lines survive any failure
+        await sandbox.kill()
     status = "SUCCEEDED" if exit_code == 0 else "FAILED"
     await streamer.write_event(f"BUILD {status}", event="end", status=status)
     return exit_code
