@@ -231,29 +231,34 @@ async def _upload(
     upload = StreamingUpload(s3, bucket, okey, content_type=CONTENT_TYPE, metadata=metadata, part_size=part_size)
     dumps, record = orjson.dumps, entry_record
     lines = 0
-    start = "-"
+    next_page: asyncio.Future[Any] | None = None
     try:
-        while True:
-            page: Any = await redis.xrange(key, min=start, max=snapshot.last_id, count=page_size)
-            if not page:
-                break
+        page: Any = await redis.xrange(key, min="-", max=snapshot.last_id, count=page_size)
+        while page:
+            last = _text(page[-1][0])
+            more = last != snapshot.last_id and len(page) == page_size
+            if more:  # fetch the next page while this one is serialised (one page ahead at most)
+                next_page = asyncio.ensure_future(
+                    redis.xrange(key, min=f"({last}", max=snapshot.last_id, count=page_size)
+                )
             # One bytearray per page: each serialised line is freed at once (orjson's result
             # objects are ~4 KiB each, a list of a page of them would dominate memory).
             chunk = bytearray()
             for entry_id, fields in page:
                 chunk += dumps(record(entry_id, fields), option=_DUMPS_OPTIONS)
-            await upload.write(chunk)
             lines += len(page)
-            last = _text(page[-1][0])
-            if last == snapshot.last_id or len(page) < page_size:
+            await upload.write(chunk)
+            if next_page is None:
                 break
-            start = f"({last}"
+            page, next_page = await next_page, None
         if lines != snapshot.lines:
             raise ArchiveIncomplete(
                 f"stream of {build_id} changed while archiving: {lines} entries read, {snapshot.lines} expected"
             )
         size = await upload.finish()
     except BaseException:
+        if next_page is not None:
+            next_page.cancel()
         await upload.abort()
         raise
     return ArchiveResult(okey, lines, size, snapshot.status, snapshot.last_id, uploaded=True)
