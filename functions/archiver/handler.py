@@ -27,8 +27,15 @@ from buildlogs.sweep import sweep
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
 STATUS_SOURCE = "aws.states"
-SCHEDULED = "Scheduled Event"
-SCHEDULE_SOURCES = frozenset({"aws.events", "aws.scheduler"})
+# The sweep's trigger: the stack's EventBridge Scheduler input (infra.constants.SWEEP_EVENT), or
+# the classic EventBridge scheduled-rule event.
+SWEEP_EVENTS = frozenset(
+    {
+        ("buildlogs.sweep", "Scheduled Archive Sweep"),
+        ("aws.events", "Scheduled Event"),
+        ("aws.scheduler", "Scheduled Event"),
+    }
+)
 PERMANENT_S3_ERRORS = frozenset({"NoSuchBucket"})
 
 RedisFactory = Callable[[Settings], "Redis | RedisCluster"]
@@ -59,7 +66,7 @@ def handle(
     source, detail_type = event.get("source"), event.get("detail-type")
     if detail_type == STATUS_CHANGE and source == STATUS_SOURCE:
         return asyncio.run(_archive_one(parsed, s3, settings, redis_factory, kill_sandbox))
-    if detail_type == SCHEDULED and source in SCHEDULE_SOURCES:
+    if (source, detail_type) in SWEEP_EVENTS:
         return asyncio.run(_sweep(s3, sfn, settings, redis_factory, kill_sandbox))
     logger.warning("event ignored: not a status change nor a schedule", extra={"source": source, "type": detail_type})
     return {"ignored": "unexpected event"}

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from buildlogs.keys import archive_key, logs_key, meta_key
 from buildlogs.observability import metrics
 from functions.archiver import handler
+from infra.constants import SWEEP_EVENT
 from tests.integration.test_archive_support import BUCKET, REGION, archived_records, stream_records, write_lines
 
 pytestmark = pytest.mark.redis
@@ -85,6 +86,8 @@ def test_sample_events_have_the_aws_shape() -> None:
     assert status["resources"] == [status["detail"]["executionArn"]]
     scheduled = load_event("scheduled-sweep.json")
     assert (scheduled["source"], scheduled["detail-type"], scheduled["detail"]) == ("aws.events", "Scheduled Event", {})
+    # the stack's EventBridge Scheduler sends its own input: the sample is exactly that input
+    assert load_event("scheduled-archive-sweep.json") == SWEEP_EVENT
 
 
 @pytest.mark.usefixtures("env", "cleanup")
@@ -183,7 +186,8 @@ def test_redis_unreachable_raises_so_lambda_retries(build_id: str, monkeypatch: 
 
 
 @pytest.mark.usefixtures("env", "cleanup")
-async def test_scheduled_event_sweeps_ended_executions(redis: Redis, build_id: str) -> None:
+@pytest.mark.parametrize("sample", ["scheduled-archive-sweep.json", "scheduled-sweep.json"])
+async def test_scheduled_event_sweeps_ended_executions(redis: Redis, build_id: str, sample: str) -> None:
     # GIVEN an aborted execution whose status event was lost (moto: a stopped execution)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     definition = {"StartAt": "Hold", "States": {"Hold": {"Type": "Pass", "End": True}}}
@@ -196,7 +200,7 @@ async def test_scheduled_event_sweeps_ended_executions(redis: Redis, build_id: s
     await write_lines(redis, build_id, 7)
 
     # WHEN the scheduled sweep event arrives
-    result = await invoke(load_event("scheduled-sweep.json"))
+    result = await invoke(load_event(sample))
 
     # THEN that build is archived with its ABORTED end
     assert result == {"swept": [build_id], "failed": [], "examined": 1}
