@@ -85,7 +85,7 @@ class Api(Construct):
         statements = [
             iam.PolicyStatement(actions=["states:StartExecution", "states:ListExecutions"], resources=[machine]),
             iam.PolicyStatement(
-                actions=["states:DescribeExecution", "states:GetExecutionHistory", "states:StopExecution"],
+                actions=["states:DescribeExecution", "states:StopExecution"],
                 resources=[executions],
             ),
             iam.PolicyStatement(

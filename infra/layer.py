@@ -56,7 +56,7 @@ def inputs_hash(bundling: LayerBundling) -> str:
 
 def pip_command(target: Path) -> list[str]:
     """The pip install that fetches Lambda-compatible wheels only (never builds, never needs Docker)."""
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    command = [sys.executable, "-m", "pip", "install", "-qq", "--disable-pip-version-check", "--no-compile"]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     return [
