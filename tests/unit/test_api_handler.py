@@ -18,7 +18,8 @@ HANDLER = Path(__file__).resolve().parents[2] / "functions" / "api" / "handler.p
 
 def _load_handler() -> ModuleType:
     spec = importlib.util.spec_from_file_location("api_handler_under_test", HANDLER)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
