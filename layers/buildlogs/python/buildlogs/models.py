@@ -1,5 +1,6 @@
 """Pydantic models shared by the streamer, readers, the archiver, the API and the stages."""
 
+import contextlib
 import re
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -27,16 +28,17 @@ def entry_record(entry_id: str | bytes, fields: dict[Any, Any]) -> dict[str, Any
         "text": "",
         "phase": "",
     }
-    for key, value in fields.items():
-        name = key.decode() if isinstance(key, bytes) else key
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        if name in INT_FIELDS:
-            try:
-                record[name] = int(text)
-                continue
-            except ValueError:
-                pass
-        record[name] = text
+    if fields and isinstance(next(iter(fields)), str):
+        record.update(fields)  # a decode_responses client: the common, fast path
+    else:
+        for key, value in fields.items():
+            name = key.decode() if isinstance(key, bytes) else key
+            record[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    for name in INT_FIELDS:
+        value = record.get(name)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                record[name] = int(value)
     return record
 
 
