@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 from buildlogs.archive_reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
 from buildlogs.keys import logs_key, validate_build_id, validate_entry_id
 from buildlogs.models import LogEntry, entry_record
+from buildlogs.observability import tracer
 from buildlogs.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
 
 # With a filter and no wait, at most this many pages are scanned per call (next still advances).
@@ -43,6 +44,7 @@ class LogFilter:
         return self({"phase": entry.phase, "source": entry.source})
 
 
+@tracer.capture_method(capture_response=False)
 async def read_logs(
     redis: "Redis | RedisCluster",
     s3: Any,
@@ -170,6 +172,7 @@ class _Summariser:
         return LogSummary(stages, self.preview_url, source)
 
 
+@tracer.capture_method(capture_response=False)
 async def summarise_log(
     redis: "Redis | RedisCluster", s3: Any, bucket: str, build_id: str, *, finished: bool
 ) -> LogSummary:

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from buildlogs.keys import spec_key, validate_build_id
 from buildlogs.models import BuildSpec
+from buildlogs.observability import tracer
 from buildlogs.spec_store import S3SpecStore
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
@@ -66,6 +67,7 @@ def new_build_id() -> str:
     return validate_build_id(f"b-{uuid.uuid4().hex}")
 
 
+@tracer.capture_method(capture_response=False)
 def submit_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, spec: BuildSpec) -> str:
     """Store ``spec`` and start its execution; return the build id.
 
@@ -132,6 +134,7 @@ def spec_exists(s3: Any, bucket: str, build_id: str) -> bool:
     return True
 
 
+@tracer.capture_method(capture_response=False)
 def get_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
     """The build's execution; ``PENDING`` if only its spec exists; :class:`BuildNotFound` otherwise."""
     execution = find_execution(sfn, state_machine_arn, build_id)
@@ -150,6 +153,7 @@ def build_exists(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, buil
     return True
 
 
+@tracer.capture_method(capture_response=False)
 def list_builds(
     sfn: Any, state_machine_arn: str, *, limit: int, status: str | None = None, token: str | None = None
 ) -> tuple[list[Execution], str | None]:
@@ -178,6 +182,7 @@ def list_builds(
     return builds, _encode_token(next_token) if next_token else None
 
 
+@tracer.capture_method(capture_response=False)
 def cancel_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
     """StopExecution of a running build; :class:`BuildNotRunning` if it has finished."""
     execution = get_build(sfn, s3, state_machine_arn=state_machine_arn, bucket=bucket, build_id=build_id)

@@ -79,8 +79,11 @@ class BuildStatus(BaseModel):
     stopped_at: str | None = None
     error: str | None = Field(default=None, description="the failing stage's error name, if any")
     stages: list[StageStatus] = Field(default_factory=list)
-    preview_url: str | None = None
-    archive: ArchiveLocation | None = None
+    preview_url: str | None = Field(
+        default=None,
+        description="once started: the execution output's preview_url, else the start stage's log entry",
+    )
+    archive: ArchiveLocation | None = Field(default=None, description="set once the log is archived")
     logs_url: str
 
 
