@@ -88,6 +88,28 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of group ``pgid`` remains (Linux /proc; else: no)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+async def _kill_group(pgid: int) -> None:
+    """SIGKILL a process group and wait (bounded) until it is gone, so its ports are free."""
+    _killpg(pgid, signal.SIGKILL)
+    for _ in range(int(KILL_GRACE_S / 0.01)):  # polling: the group is not our child, nothing to await
+        if not await asyncio.to_thread(_group_alive, pgid):
+            return
+        await asyncio.sleep(0.01)
+
+
 def _spawn_background(
     command: str, cwd: str, env: dict[str, str], out: IO[bytes], err: IO[bytes]
 ) -> "subprocess.Popen[bytes]":
@@ -204,8 +226,7 @@ class LocalSandboxRuntime:
             await process.detach()
         pids = self._meta_dir / "pids"
         if pids.exists():
-            for line in pids.read_text().split():
-                _killpg(int(line), signal.SIGKILL)
+            await asyncio.gather(*(_kill_group(int(line)) for line in pids.read_text().split()))
         shutil.rmtree(self.directory, ignore_errors=True)
 
     async def close(self) -> None:
