@@ -37,36 +37,39 @@ class _Runtime(Protocol):
     async def port_open(self, port: int) -> bool: ...
 
 
-async def start_dev_server(
-    runtime: _Runtime,
-    workspace_path: str,
-    working_files: Mapping[str, str],
-    on_stdout: OutputCallback | None = None,
-    on_stderr: OutputCallback | None = None,
-    *,
-    start_command: str,
-    port: int,
-    install_command: str | None = None,
-    envs: Mapping[str, str] | None = None,
-    timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
-) -> BackgroundProcess:
-    """Write ``working_files`` under ``workspace_path``, install, start in the background, wait for ``port``.
+class DevServerMixin:
+    """``start_dev_server`` once for every runtime, built on its write/run/port primitives."""
 
-    The callbacks are forwarded to the install and start commands. Raises ``CommandFailed``.
-    """
-    prefix = workspace_path.rstrip("/")
-    await runtime.write_files({f"{prefix}/{name}" if prefix else name: text for name, text in working_files.items()})
-    cwd = workspace_path or None
-    if install_command:
-        result = await runtime.run_command(install_command, timeout, cwd, on_stdout, on_stderr, envs=envs)
-        if result["timed_out"]:
-            raise CommandFailed(f"`{install_command}` timed out after {timeout:g}s")
-        if result["exit_code"] != 0:
-            raise CommandFailed(f"`{install_command}` exited with code {result['exit_code']}")
-    process = await runtime.run_background(start_command, cwd, on_stdout, on_stderr, envs=envs)
-    try:
-        await wait_for_port(runtime, port, timeout, process)
-    except CommandFailed:
-        await process.kill()
-        raise
-    return process
+    async def start_dev_server(
+        self: _Runtime,
+        workspace_path: str,
+        working_files: Mapping[str, str],
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        *,
+        start_command: str,
+        port: int,
+        install_command: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
+    ) -> BackgroundProcess:
+        """Write ``working_files`` under ``workspace_path``, install, start in the background, wait for ``port``.
+
+        The callbacks are forwarded to the install and start commands. Raises ``CommandFailed``.
+        """
+        prefix = workspace_path.rstrip("/")
+        await self.write_files({f"{prefix}/{name}" if prefix else name: text for name, text in working_files.items()})
+        cwd = workspace_path or None
+        if install_command:
+            result = await self.run_command(install_command, timeout, cwd, on_stdout, on_stderr, envs=envs)
+            if result["timed_out"]:
+                raise CommandFailed(f"`{install_command}` timed out after {timeout:g}s")
+            if result["exit_code"] != 0:
+                raise CommandFailed(f"`{install_command}` exited with code {result['exit_code']}")
+        process = await self.run_background(start_command, cwd, on_stdout, on_stderr, envs=envs)
+        try:
+            await wait_for_port(self, port, timeout, process)
+        except CommandFailed:
+            await process.kill()
+            raise
+        return process

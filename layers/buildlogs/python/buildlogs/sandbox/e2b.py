@@ -18,8 +18,8 @@ from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 
 from buildlogs.errors import SandboxUnavailable
-from buildlogs.sandbox.base import TIMEOUT_EXIT_CODE, BackgroundProcess, CommandResult, OutputCallback
-from buildlogs.sandbox.dev_server import start_dev_server
+from buildlogs.sandbox.base import TIMEOUT_EXIT_CODE, CommandResult, OutputCallback
+from buildlogs.sandbox.dev_server import DevServerMixin
 from buildlogs.settings import Settings
 
 E2B_WORKDIR = "/home/user/app"
@@ -64,7 +64,7 @@ class E2BBackgroundProcess:
         await self._handle.disconnect()
 
 
-class E2BSandboxRuntime:
+class E2BSandboxRuntime(DevServerMixin):
     """One E2B sandbox: created by ``start()``, or reconnected when built with a ``sandbox_id``."""
 
     def __init__(
@@ -217,33 +217,6 @@ class E2BSandboxRuntime:
         process = E2BBackgroundProcess(handle)
         self._background.append(process)
         return process
-
-    async def start_dev_server(
-        self,
-        workspace_path: str,
-        working_files: Mapping[str, str],
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        *,
-        start_command: str,
-        port: int,
-        install_command: str | None = None,
-        envs: Mapping[str, str] | None = None,
-        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
-    ) -> BackgroundProcess:
-        """Write files, install, start in the background and wait for ``port`` (see dev_server)."""
-        return await start_dev_server(
-            self,
-            workspace_path,
-            working_files,
-            on_stdout,
-            on_stderr,
-            start_command=start_command,
-            port=port,
-            install_command=install_command,
-            envs=envs,
-            timeout=timeout,
-        )
 
     async def write_files(self, files: Mapping[str, str]) -> list[str]:
         entries = []

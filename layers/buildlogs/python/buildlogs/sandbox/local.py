@@ -27,13 +27,12 @@ from typing import IO
 from buildlogs.errors import SandboxUnavailable
 from buildlogs.sandbox.base import (
     TIMEOUT_EXIT_CODE,
-    BackgroundProcess,
     CommandResult,
     OutputCallback,
     emit,
     merged_env,
 )
-from buildlogs.sandbox.dev_server import start_dev_server
+from buildlogs.sandbox.dev_server import DevServerMixin
 
 LOCAL_PREFIX = "local-"
 _LOCAL_ID = re.compile(r"^local-[A-Za-z0-9_-]{1,100}$")
@@ -174,7 +173,7 @@ class LocalBackgroundProcess:
         await asyncio.gather(*self._tails, return_exceptions=True)
 
 
-class LocalSandboxRuntime:
+class LocalSandboxRuntime(DevServerMixin):
     """The sandbox protocol over local processes; ``workdir`` is the directory holding sandboxes."""
 
     def __init__(
@@ -306,33 +305,6 @@ class LocalSandboxRuntime:
         process = LocalBackgroundProcess(popen, out_path, err_path, on_stdout, on_stderr)
         self._background.append(process)
         return process
-
-    async def start_dev_server(
-        self,
-        workspace_path: str,
-        working_files: Mapping[str, str],
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        *,
-        start_command: str,
-        port: int,
-        install_command: str | None = None,
-        envs: Mapping[str, str] | None = None,
-        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
-    ) -> BackgroundProcess:
-        """Write files, install, start in the background and wait for ``port`` (see dev_server)."""
-        return await start_dev_server(
-            self,
-            workspace_path,
-            working_files,
-            on_stdout,
-            on_stderr,
-            start_command=start_command,
-            port=port,
-            install_command=install_command,
-            envs=envs,
-            timeout=timeout,
-        )
 
     async def write_files(self, files: Mapping[str, str]) -> list[str]:
         """Write text files (paths relative to the workspace, or absolute inside it)."""
