@@ -39,9 +39,9 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(PY) bench/stream_throughput.py
-	$(PY) bench/stream_latency.py
-	$(PY) bench/cold_import.py
+	$(PY) -m bench.stream_throughput
+	$(PY) -m bench.stream_latency
+	$(PY) -m bench.cold_import
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
 NPM_STAMP := node_modules/.installed

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
-from common import REDIS_URL, median, percentile
 from redis.asyncio import Redis
 
+from bench.common import REDIS_URL, median, percentile
 from buildlogs.keys import logs_key
 from buildlogs.reader import LogReader
 from buildlogs.streamer import LogStreamer
@@ -61,7 +62,12 @@ async def read(build_id: str) -> list[float]:
 
 def run_rate(rate: int) -> dict[str, float]:
     build_id = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    reader = subprocess.Popen([sys.executable, __file__, "--reader", build_id], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "bench.stream_latency", "--reader", build_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert reader.stdout is not None
     assert reader.stdout.readline().strip() == "ready"
     sent = asyncio.run(write(build_id, rate))

@@ -10,9 +10,9 @@ import time
 import uuid
 
 import hiredis  # noqa: F401  (the parser the Lambda layer ships; fail loudly if missing)
-from common import REDIS_URL, median
 from redis.asyncio import Redis
 
+from bench.common import REDIS_URL, median
 from buildlogs.keys import logs_key
 from buildlogs.streamer import LogStreamer
 

@@ -23,7 +23,7 @@ from infra.constants import (
     ENV_STATE_MACHINE_ARN,
     SOURCES_PREFIX,
 )
-from infra.iam import execution_arn
+from infra.iam import execution_arn, list_prefixes
 
 API_TIMEOUT_SECONDS = 30  # API Gateway's integration timeout is 29 s; long polls wait at most 20 s
 LOGS_QUERY = ("after", "limit", "wait")
@@ -92,12 +92,16 @@ class Api(Construct):
                 actions=["s3:PutObject", "s3:GetObject"], resources=[self._bucket.arn_for_objects(f"{SOURCES_PREFIX}*")]
             ),
         ]
+        readable = [SOURCES_PREFIX]
         if self._settings.archive_enabled:  # logs of an expired stream are served from the archive
+            readable.append(ARCHIVE_PREFIX)
             statements.append(
                 iam.PolicyStatement(
                     actions=["s3:GetObject"], resources=[self._bucket.arn_for_objects(f"{ARCHIVE_PREFIX}*")]
                 )
             )
+        # a missing spec or archive must be a 404 (unknown build / expired log), not a 403
+        statements.append(list_prefixes(self._bucket, *readable))
         for statement in statements:
             function.add_to_role_policy(statement)
 

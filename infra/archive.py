@@ -38,7 +38,7 @@ from infra.constants import (
     SWEEP_RATE_MINUTES,
     TERMINAL_STATUSES,
 )
-from infra.iam import execution_arn
+from infra.iam import execution_arn, list_prefixes
 
 SWEEP_LOOKBACK_MINUTES = 120  # 8 sweeps: an execution is retried by several sweeps before it ages out
 
@@ -131,14 +131,8 @@ class Archive(Construct):
                 resources=[self._bucket.arn_for_objects(f"{ARCHIVE_PREFIX}*")],
             )
         )
-        # ListBucket makes a missing archive a 404 (not a 403) for the idempotency check
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self._bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{ARCHIVE_PREFIX}*"]}},
-            )
-        )
+        # a missing archive must be a 404 (not a 403) for the idempotency check
+        function.add_to_role_policy(list_prefixes(self._bucket, ARCHIVE_PREFIX))
 
     def _build_rule(self) -> events.Rule:
         rule = events.Rule(

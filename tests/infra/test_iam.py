@@ -88,6 +88,10 @@ def test_api_grants(synth: Synth) -> None:
     assert sorted(_key_pattern(r) for r in grants["s3:GetObject"]) == sorted(
         [f"/{SOURCES_PREFIX}*", f"/{ARCHIVE_PREFIX}*"]
     )
+    (bucket,) = grants["s3:ListBucket"]
+    assert bucket == json.dumps({"Fn::GetAtt": [synth.logical_id(synth.stack.storage.bucket), "Arn"]})
+    listing = next(s for s in _statements(synth, synth.stack.api.function.role) if s["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{SOURCES_PREFIX}*", f"{ARCHIVE_PREFIX}*"]}}
     assert not any(a.startswith("secretsmanager:") for a in grants)
 
 
