@@ -176,7 +176,11 @@ def test_status_of_a_running_build_shows_its_stages_from_the_stream(api: Api, re
             ("stage", "provision", {}),
             ("end_stage", "", {"exit_code": 0}),
             ("stage", "start", {}),
-            ("event", "Dev server listening on port 3000: https://3000-sbx.e2b.app", {}),
+            (
+                "event",
+                "Dev server listening on port 3000: https://3000-sbx.e2b.app",
+                {"preview_url": "https://3000-sbx.e2b.app"},
+            ),
             ("stage", "install", {}),
             ("stdout", "installing", {}),
         ],

@@ -142,6 +142,7 @@ def test_a_build_streams_every_stage_and_cleanup_removes_the_sandbox(
     # scaffold listed the files, build was skipped with a line, healthcheck logged the status
     assert "  + public/app.js (14 bytes)" in [e["text"] for e in of_phase(log, "scaffold")]
     assert "No build command: skipped" in [e["text"] for e in of_phase(log, "build")]
+    assert [e["preview_url"] for e in of_phase(log, "start") if "preview_url" in e] == [state["preview_url"]]
     assert any(e["text"].startswith("GET /index.html -> 200 OK") for e in of_phase(log, "healthcheck"))
     assert not any(e.get("event") == "build_failed" for e in log)
     with urllib.request.urlopen(f"{state['preview_url']}/index.html", timeout=5) as response:

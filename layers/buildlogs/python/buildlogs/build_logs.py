@@ -5,7 +5,6 @@ Both sources carry the same entry ids, so one cursor works across the switch. Fi
 """
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,8 +112,6 @@ async def _live(
 # -- the stage summary of GET /builds/{id} ----------------------------------------------------
 
 STAGE_EVENTS = frozenset({"stage_start", "stage_end", "build_failed"})
-# The start stage's system line (stage_steps); a ``preview_url`` field on any system entry wins.
-_LISTENING = re.compile(r"^Dev server listening on port \d+: (https?://\S+)$")
 PAGE_SIZE = 1000
 
 
@@ -146,10 +143,8 @@ class _Summariser:
     def feed(self, record: dict[str, Any]) -> None:
         if record.get("source") != "system":
             return
-        if record.get("preview_url"):
+        if record.get("preview_url"):  # the start stage's "Dev server listening" entry carries it
             self.preview_url = str(record["preview_url"])
-        elif record.get("phase") == "start" and (match := _LISTENING.match(str(record.get("text", "")))):
-            self.preview_url = self.preview_url or match.group(1)
         event, phase = record.get("event"), str(record.get("phase") or "")
         if event not in STAGE_EVENTS or not phase:
             return

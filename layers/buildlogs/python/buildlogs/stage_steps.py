@@ -119,7 +119,7 @@ async def start(ctx: StageContext) -> dict[str, Any]:
         await process.kill()
         raise
     url = runtime.preview_url(port)
-    await ctx.streamer.write_event(f"Dev server listening on port {port}: {url}")
+    await ctx.streamer.write_event(f"Dev server listening on port {port}: {url}", preview_url=url)
     return {"preview_url": url}
 
 
