@@ -22,6 +22,7 @@ from buildlogs.streamer import LogStreamer
 
 SECONDS = 3.0
 RATES = (1_000, 20_000)
+RUNS = 3  # per rate; the figures are the medians of the runs (this machine is noisy)
 TICK_S = 0.001  # the writer emits every millisecond: rate/1000 lines per tick
 
 
@@ -88,13 +89,16 @@ def main() -> None:
     if sys.argv[1:2] == ["--reader"]:
         print(json.dumps(asyncio.run(read(sys.argv[2]))))
         return
-    print(f"stream_latency: writer -> Redis -> long-polling reader process, {SECONDS:.0f} s per rate, {REDIS_URL}")
+    print(f"stream_latency: writer -> Redis -> long-polling reader process, {SECONDS:.0f} s per run, {REDIS_URL}")
     for rate in RATES:
-        stats = run_rate(rate)
+        runs = [run_rate(rate) for _ in range(RUNS)]
+        stats = {name: median([run[name] for run in runs]) for name in ("p50", "p99", "max")}
         verdict = "meets" if stats["p99"] <= 10 else "MISSES"
+        per_run = ", ".join(f"{run['p99']:.1f}" for run in runs)
         print(
             f"  {rate:>6,} lines/s: p50 {stats['p50']:6.2f} ms  p99 {stats['p99']:6.2f} ms  max {stats['max']:7.2f} ms"
-            f"  ({stats['n']:,} lines; {verdict} p99 <= 10 ms)"
+            f"  (medians of {RUNS} runs of {int(rate * SECONDS):,} lines; {verdict} p99 <= 10 ms;"
+            f" p99 per run: {per_run})"
         )
 
 

@@ -41,11 +41,14 @@ class LogReader:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
         if not 0 <= wait_ms <= MAX_WAIT_MS:
             raise ValueError(f"wait_ms must be between 0 and {MAX_WAIT_MS}, got {wait_ms}")
-        raw: list[Any] = list(await self._redis.xrange(key, min=f"({after}", max="+", count=limit) or ())
-        if not raw and wait_ms > 0:
-            # XREAD with an explicit id returns entries > id; BLOCK waits for the first one.
+        raw: list[Any]
+        if wait_ms > 0:
+            # One round trip: XREAD with an explicit id returns what is already there at once, and
+            # BLOCK only waits when nothing is.
             streams: Any = await self._redis.xread({key: after}, count=limit, block=wait_ms)
             raw = [pair for _key, pairs in streams or () for pair in pairs]
+        else:
+            raw = list(await self._redis.xrange(key, min=f"({after}", max="+", count=limit) or ())
         entries = [LogEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
         if entries:
             done = any(entry.event == "end" for entry in entries)
