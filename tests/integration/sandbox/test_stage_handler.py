@@ -277,3 +277,17 @@ def test_the_example_project_builds_and_serves(
     with urllib.request.urlopen(f"{state['preview_url']}/index.html", timeout=5) as response:
         assert b"Hello from a buildlogs sandbox" in response.read()
     invoke("cleanup", state)
+
+
+def test_a_redis_outage_never_fails_a_stage(
+    invoke: Invoke, tmp_path: Path, build_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a build whose Redis does not answer at all
+    state = make_state(tmp_path, build_id, files={"a.txt": "x"}, install="echo hi; echo warn >&2", start="true", port=1)
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    # WHEN provision, scaffold and install run
+    for stage in ("provision", "scaffold", "install"):
+        state = invoke(stage, state)
+    # THEN every stage succeeds: the log lines are lost, the build is not
+    assert state["sandbox_id"].startswith("local-")
+    assert (Path(LocalSandboxRuntime(sandbox_id=state["sandbox_id"]).workspace) / "a.txt").read_text() == "x"

@@ -7,6 +7,7 @@ streamer is flushed in ``finally`` so the last lines survive any failure.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from buildlogs.errors import BuildError, InvalidInput, SandboxUnavailable
 from buildlogs.keys import meta_key
@@ -26,16 +28,15 @@ from buildlogs.settings import Settings, get_settings
 from buildlogs.spec_store import store_for
 from buildlogs.stage_steps import STEPS, StageContext
 from buildlogs.stages import get_stage
-from buildlogs.streamer import MASK, LogStreamer
+from buildlogs.streamer import LogStreamer, masker
 
 META_FAILED_STAGE = "failed_stage"  # set once a stage has written build_failed (cleanup checks it)
 SpecLoader = Callable[[str, str], BuildSpec]
 
 
 def _masked(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    """Errors go to Step Functions, not through the streamer: mask them the same way."""
+    return masker(secrets)(text)
 
 
 def _default_spec_loader(settings: Settings) -> SpecLoader:
@@ -151,13 +152,16 @@ async def _fail(
     logger.warning("stage failed", extra={"reason": message})
     try:
         await redis.hset(meta_key(build_id), META_FAILED_STAGE, stage)
-    except Exception as exc:  # bookkeeping only: the build already failed
+    except (RedisError, OSError) as exc:  # bookkeeping only: the build already failed
         logger.warning("could not record the failed stage", extra={"error": repr(exc)[:300]})
 
 
 async def _report_unreported_failure(ctx: StageContext) -> None:
     """A stage that died without reporting (Lambda timeout, retries exhausted) gets its build_failed line here."""
-    failed = await ctx.redis.hget(meta_key(ctx.state.build_id), META_FAILED_STAGE)
+    try:
+        failed = await ctx.redis.hget(meta_key(ctx.state.build_id), META_FAILED_STAGE)
+    except (RedisError, OSError):  # Redis down: the streamer drops the line anyway; never fail cleanup
+        return
     if failed:
         return
     error = getattr(ctx.state, "error", None) or {}
@@ -165,4 +169,5 @@ async def _report_unreported_failure(ctx: StageContext) -> None:
     cause = str(error.get("Cause") or "")[:300]
     text = f"BUILD FAILED: {name}" + (f": {cause}" if cause else "")
     await ctx.streamer.write_event(_masked(text, ctx.spec.secrets), event="build_failed")
-    await ctx.redis.hset(meta_key(ctx.state.build_id), META_FAILED_STAGE, "cleanup")
+    with contextlib.suppress(RedisError, OSError):
+        await ctx.redis.hset(meta_key(ctx.state.build_id), META_FAILED_STAGE, "cleanup")

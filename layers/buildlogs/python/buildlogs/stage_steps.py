@@ -14,10 +14,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from buildlogs.errors import CommandFailed
 from buildlogs.keys import meta_key
 from buildlogs.models import BuildSpec, ExecutionState
+from buildlogs.observability import logger
 from buildlogs.sandbox import SandboxRuntime, create_runtime, wait_for_port
 from buildlogs.settings import Settings
 from buildlogs.stages import STAGES
@@ -61,10 +63,13 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
     ctx.runtime = runtime
     # Outlives any run (the stages' timeouts) plus the stream's TTL; the archiver expires it with the stream.
     ttl = sum(stage.timeout_seconds for stage in STAGES) + ctx.settings.log_stream_ttl_seconds
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.hset(meta_key(build_id), META_SANDBOX_ID, runtime.sandbox_id)
-    pipe.expire(meta_key(build_id), ttl)
-    await pipe.execute()
+    try:
+        pipe = ctx.redis.pipeline(transaction=False)
+        pipe.hset(meta_key(build_id), META_SANDBOX_ID, runtime.sandbox_id)
+        pipe.expire(meta_key(build_id), ttl)
+        await pipe.execute()
+    except (RedisError, OSError) as exc:  # a Redis outage never fails a build; the id still travels in the state
+        logger.warning("could not record the sandbox id for the archiver", extra={"error": repr(exc)[:300]})
     await ctx.streamer.write_event(f"Sandbox {runtime.sandbox_id} ready (template {ctx.spec.template})")
     return {"sandbox_id": runtime.sandbox_id}
 

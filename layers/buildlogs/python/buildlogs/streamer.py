@@ -153,7 +153,7 @@ class LogStreamer:
         self._flush_interval_s = max(0, interval_ms) / 1000
         self._max_line_bytes = max_line_bytes if max_line_bytes is not None else settings.log_max_line_bytes
         self._maxlen = maxlen if maxlen is not None else settings.log_stream_maxlen
-        self._mask = _masker(secrets)
+        self._mask = masker(secrets)
         # Keep enough of an endless line to fill max_line_bytes even after masking shrinks it.
         self._line_cap = self._max_line_bytes + 4096
         self._splitters = {"stdout": _LineSplitter(self._line_cap), "stderr": _LineSplitter(self._line_cap)}
@@ -396,7 +396,7 @@ class LogStreamer:
             logger.warning("could not write the trimming notice for %s: %r", self.job_id, exc)
 
 
-def _masker(secrets: Iterable[str]) -> Callable[[str], str]:
+def masker(secrets: Iterable[str]) -> Callable[[str], str]:
     """A function replacing every secret value (and each line of a multi-line one) by ``***``."""
     values: set[str] = set()
     for secret in secrets:
