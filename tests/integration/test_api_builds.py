@@ -103,6 +103,20 @@ def test_an_invalid_spec_is_a_400_naming_the_field(api: Api, body: dict, field: 
     assert set(response.body) == {"error", "message", "field"}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [spec(start="node \ud800.js"), spec(files={"a.txt": "\udc00"}), spec(env={"TOKEN": "x\ud800"})],
+)
+def test_text_that_is_not_utf8_is_a_400_not_a_500(api: Api, body: dict) -> None:
+    # GIVEN JSON whose \\uXXXX escapes decode to a lone surrogate (valid JSON, not valid text)
+    response = api.call("POST", "/builds", body)
+    # THEN it is refused with a reason, and nothing was started
+    assert response.status == 400
+    assert response.body["error"] == "invalid_request"
+    assert "UTF-8" in response.body["message"]
+    assert api.call("GET", "/builds").body["builds"] == []
+
+
 def test_a_body_that_is_not_json_is_a_400(api: Api) -> None:
     response = api.call("POST", "/builds", raw="{not json")
     assert response.status == 400

@@ -101,10 +101,14 @@ def test_logs_of_an_unknown_build_are_a_404(api: Api, build_id: str) -> None:
     assert response.body == {"error": "not_found", "message": f"no build {build_id}"}
 
 
-@pytest.mark.parametrize("cursor", ["abc", "1-", "-1", "1-2-3", "1.5-0", "%20", "0-0;DEL"])
-def test_a_malformed_cursor_is_a_400(api: Api, build_id: str, cursor: str) -> None:
+@pytest.mark.parametrize(
+    "cursor",
+    ["abc", "1-", "-1", "1-2-3", "1.5-0", "%20", "0-0;DEL", "99999999999999999999-0", "0-18446744073709551616"],
+)
+@pytest.mark.parametrize("wait", [0, 1])
+def test_a_malformed_cursor_is_a_400(api: Api, build_id: str, cursor: str, wait: int) -> None:
     _submit(api, build_id)
-    response = api.call("GET", f"/builds/{build_id}/logs?after={cursor}")
+    response = api.call("GET", f"/builds/{build_id}/logs?after={cursor}&wait={wait}")
     assert response.status == 400
     assert response.body["error"] in {"invalid_cursor", "invalid_request"}
 

@@ -115,3 +115,38 @@ async def test_redis_outage_never_fails_and_the_loss_is_reported(
     report = found[100]
     assert (report.event, report.reason, report.dropped) == ("truncated", "redis_unavailable", 10_000)  # type: ignore[attr-defined]
     assert texts[101:] == [f"after {i}" for i in range(50)]
+
+
+async def test_the_final_flush_after_an_outage_keeps_the_last_lines_and_reports_the_loss(build_id: str) -> None:
+    # GIVEN a streamer with the default outage probing (at most every 0.5 s) on a Redis of our own
+    server = RedisServer(None, "--appendonly", "yes", "--appendfsync", "always").start()
+    client = Redis.from_url(server.url, decode_responses=True, socket_connect_timeout=0.5)
+    try:
+        streamer = LogStreamer(client, build_id, "install", flush_lines=10, flush_interval_ms=60_000)
+        await streamer.on_stdout("".join(f"before {i}\n" for i in range(10)))
+        # WHEN Redis goes away for 50 lines, comes back, and the stage ends with its real error
+        server.stop()
+        await streamer.on_stdout("".join(f"during {i}\n" for i in range(50)))
+        server.start()
+        await streamer.on_stdout("FATAL: the real error\n")
+        await streamer.close()  # the stage's finally: no more output follows
+        found = await entries(client, build_id)
+    finally:
+        await client.aclose()
+        server.cleanup()
+    # THEN the last line and the loss report are in the stream, right after the lines before
+    assert [e.text for e in found[:10]] == [f"before {i}" for i in range(10)]
+    assert (found[10].event, found[10].reason, found[10].dropped) == ("truncated", "redis_unavailable", 50)  # type: ignore[attr-defined]
+    assert [e.text for e in found[11:]] == ["FATAL: the real error"]
+
+
+async def test_lone_surrogates_in_text_chunks_never_reach_the_caller(redis: Redis, build_id: str) -> None:
+    # GIVEN text chunks with a lone surrogate (a str from a misbehaving decoder)
+    streamer = LogStreamer(redis, build_id, "build", flush_lines=2)
+    # WHEN they are streamed with good lines around them
+    await streamer.on_stdout("ok 1\nbad \ud800 char\nok 2\n")
+    await streamer.write_event("event \udc00 text")
+    await streamer.close()
+    # THEN nothing raised, no line was lost, the bad character is replaced
+    assert [t for _, t in await lines(redis, build_id)] == ["ok 1", "bad ? char", "ok 2"]
+    assert [e.text for e in await entries(redis, build_id) if e.source == "system"] == ["event ? text"]

@@ -14,9 +14,16 @@ def validate_build_id(build_id: object) -> str:
     return build_id
 
 
+_MAX_ID_PART = 2**64 - 1  # Redis rejects larger parts: a 500 waiting to happen
+
+
 def validate_entry_id(entry_id: object) -> str:
-    """Return ``entry_id`` if it is a Redis stream entry id (``<ms>-<seq>``)."""
-    if not isinstance(entry_id, str) or not _ENTRY_ID.fullmatch(entry_id):
+    """Return ``entry_id`` if it is a Redis stream entry id (``<ms>-<seq>``, each part < 2**64)."""
+    if (
+        not isinstance(entry_id, str)
+        or not _ENTRY_ID.fullmatch(entry_id)
+        or any(int(part) > _MAX_ID_PART for part in entry_id.split("-"))
+    ):
         raise ValueError(f"invalid cursor {str(entry_id)[:80]!r}: expected a stream entry id like 1700000000000-0")
     return entry_id
 

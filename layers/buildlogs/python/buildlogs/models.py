@@ -5,7 +5,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildlogs.keys import validate_build_id
 from buildlogs.stages import get_stage
@@ -135,7 +135,7 @@ class BuildSpec(BaseModel):
         total = 0
         for path, text in files.items():
             _check_relative_path(path)
-            size = len(text.encode("utf-8", "surrogatepass"))
+            size = len(text.encode("utf-8", "surrogatepass"))  # exact UTF-8 is checked by _utf8_only
             if size > MAX_FILE_BYTES:
                 raise ValueError(f"file {path!r} is {size} bytes; the limit is {MAX_FILE_BYTES}")
             total += size
@@ -189,6 +189,25 @@ class BuildSpec(BaseModel):
             if not 1 <= seconds <= limit:
                 raise ValueError(f"timeouts.{name} must be between 1 and {limit} seconds")
         return timeouts
+
+    @model_validator(mode="after")
+    def _utf8_only(self) -> "BuildSpec":
+        """Every string must be valid UTF-8 (a lone surrogate from JSON's \\ud800 is not)."""
+        strings = [self.template, self.start, self.install, self.build, self.healthcheck_path]
+        for where, mapping in (("files", self.files), ("env", self.env)):
+            for name, value in mapping.items():
+                for text in (name, value):
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise ValueError(f"{where}: {name[:80]!r} is not valid UTF-8 text") from None
+        for text in strings:
+            if text is not None:
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("commands, template and paths must be valid UTF-8 text") from None
+        return self
 
     @property
     def secrets(self) -> list[str]:

@@ -229,7 +229,7 @@ class LogStreamer:
             tail = splitter.drain()
             if tail is not None:
                 self._buffer.append(self._entry(source, self._fit(self._mask(tail[0]), tail[1]), now))
-        await self._flush_buffer()
+        await self._flush_buffer(force=True)
         if check_trim and self._written_since_check:
             await self._report_trimming()
 
@@ -297,27 +297,31 @@ class LogStreamer:
             self._timer.cancel()
             self._timer = None
 
-    async def _flush_buffer(self, full_only: bool = False) -> None:
+    async def _flush_buffer(self, full_only: bool = False, force: bool = False) -> None:
         """Write buffered entries in order, one round trip per batch of ``flush_lines``.
 
         ``full_only`` (a batch filled up) writes only full batches; the remainder waits for
-        more lines or the interval timer, so batches stay large under a steady stream.
+        more lines or the interval timer, so batches stay large under a steady stream. ``force``
+        (a flush the caller waits for, e.g. in ``finally``) tries Redis even during an outage
+        and reports earlier losses even with no line left to write.
         """
         async with self._lock:
             size = self._flush_lines
             while self._buffer and (not full_only or len(self._buffer) >= size):
                 batch = self._buffer[:size]
                 del self._buffer[:size]
-                await self._write_batch(batch)
+                await self._write_batch(batch, force)
+            if force and self._lost:
+                await self._write_batch([], force)  # the loss report on its own
             if not self._buffer:
                 self._cancel_timer()
             elif self._timer is None and self._timer_task is None:
                 self._arm_timer()
 
-    async def _write_batch(self, batch: list[Entry]) -> None:
+    async def _write_batch(self, batch: list[Entry], force: bool = False) -> None:
         """Write one batch; while Redis does not answer, count its lines as lost instead."""
         probing = self._down_since is not None
-        if probing and time.monotonic() - self._last_probe < OUTAGE_PROBE_INTERVAL_S:
+        if probing and not force and time.monotonic() - self._last_probe < OUTAGE_PROBE_INTERVAL_S:
             self._drop(len(batch))
             return
         entries = [self._loss_report(), *batch] if self._lost else batch
@@ -354,6 +358,14 @@ class LogStreamer:
         return entry
 
     async def _xadd_all(self, batch: list[Entry]) -> None:
+        try:
+            await self._pipeline(batch)
+        except UnicodeEncodeError:  # lone surrogates in a str chunk: Redis wants UTF-8 (rare, so not checked upfront)
+            for entry in batch:
+                entry["text"] = entry["text"].encode("utf-8", "replace").decode("utf-8")
+            await self._pipeline(batch)
+
+    async def _pipeline(self, batch: list[Entry]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         key, maxlen = self._key, self._maxlen
         for entry in batch:
