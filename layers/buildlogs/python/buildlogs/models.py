@@ -201,10 +201,10 @@ class BuildSpec(BaseModel):
                         text.encode("utf-8")
                     except UnicodeEncodeError:
                         raise ValueError(f"{where}: {name[:80]!r} is not valid UTF-8 text") from None
-        for text in strings:
-            if text is not None:
+        for value in strings:
+            if value is not None:
                 try:
-                    text.encode("utf-8")
+                    value.encode("utf-8")
                 except UnicodeEncodeError:
                     raise ValueError("commands, template and paths must be valid UTF-8 text") from None
         return self
