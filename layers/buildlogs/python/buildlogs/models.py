@@ -193,20 +193,21 @@ class BuildSpec(BaseModel):
     @model_validator(mode="after")
     def _utf8_only(self) -> "BuildSpec":
         """Every string must be valid UTF-8 (a lone surrogate from JSON's \\ud800 is not)."""
-        strings = [self.template, self.start, self.install, self.build, self.healthcheck_path]
+        texts: list[tuple[str, str | None]] = [
+            ("template", self.template),
+            ("start", self.start),
+            ("install", self.install),
+            ("build", self.build),
+            ("healthcheck_path", self.healthcheck_path),
+        ]
         for where, mapping in (("files", self.files), ("env", self.env)):
-            for name, value in mapping.items():
-                for text in (name, value):
-                    try:
-                        text.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise ValueError(f"{where}: {name[:80]!r} is not valid UTF-8 text") from None
-        for value in strings:
-            if value is not None:
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError("commands, template and paths must be valid UTF-8 text") from None
+            texts += [(f"{where}: {name[:80]!r}", text) for name, value in mapping.items() for text in (name, value)]
+        for where, text in texts:
+            try:
+                if text is not None:
+                    text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{where} is not valid UTF-8 text") from None
         return self
 
     @property
