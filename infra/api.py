@@ -4,6 +4,8 @@ Routes: POST /builds, GET /builds, GET /builds/{id}, GET /builds/{id}/logs, POST
 GET /openapi.json — all proxied to the API function (Powertools resolver).
 """
 
+import json
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
@@ -35,6 +37,47 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/builds/{id}/cancel"),
     ("GET", "/openapi.json"),
 )
+
+# API Gateway's own responses (it answers before the Lambda runs: IAM, validation, throttling,
+# timeouts) as (response type, status or None to keep API Gateway's, error, fixed message or None).
+# The error codes are the Lambda's for the same situation (buildlogs.api.app: invalid_request,
+# payload_too_large, not_found, internal_error; otherwise the HTTP phrase, as its ServiceError
+# handler). A gateway response template is not VTL: API Gateway only substitutes variables, so
+# $util.escapeJavaScript is not available there. The message is therefore fixed, or
+# $context.error.messageString: the one variable API Gateway substitutes as a quoted JSON string
+# (its default templates are {"message":$context.error.messageString}); the raw
+# $context.error.validationErrorString holds quotes and would break the JSON.
+GATEWAY_MESSAGE = "$context.error.messageString"
+GATEWAY_RESPONSES: tuple[tuple[str, str | None, str, str | None], ...] = (
+    ("BAD_REQUEST_BODY", "400", "invalid_request", "the request body must be a JSON object"),
+    ("BAD_REQUEST_PARAMETERS", "400", "invalid_request", "a required request parameter is missing"),
+    ("REQUEST_TOO_LARGE", "413", "payload_too_large", "the request body is too large"),
+    # With IAM auth API Gateway answers this for an unsigned request and for an unknown route alike.
+    (
+        "MISSING_AUTHENTICATION_TOKEN",
+        "403",
+        "forbidden",
+        "the request is not signed (SigV4 for execute-api) or there is no such route",
+    ),
+    ("ACCESS_DENIED", "403", "forbidden", None),  # IAM denied: API Gateway's message names the action
+    ("INVALID_SIGNATURE", "403", "forbidden", None),
+    ("EXPIRED_TOKEN", "403", "forbidden", None),
+    ("RESOURCE_NOT_FOUND", "404", "not_found", "no such route"),
+    ("THROTTLED", "429", "too_many_requests", "too many requests; retry with backoff"),
+    ("QUOTA_EXCEEDED", "429", "too_many_requests", "request quota exceeded; retry later"),
+    ("INTEGRATION_TIMEOUT", "504", "gateway_timeout", "the API did not answer in time; retry"),
+    ("DEFAULT_4XX", None, "client_error", None),
+    ("DEFAULT_5XX", None, "internal_error", None),
+)
+
+
+def gateway_template(error: str, message: str | None) -> str:
+    """A gateway response body: JSON ``{error, message}`` once API Gateway substitutes its variables."""
+    for text in (error, message or ""):
+        if "$" in text:
+            raise ValueError(f"a fixed gateway message must not hold a variable: {text!r}")
+    rendered_message = json.dumps(message) if message is not None else GATEWAY_MESSAGE
+    return f'{{"error": {json.dumps(error)}, "message": {rendered_message}}}'
 
 
 class Api(Construct):
@@ -141,22 +184,19 @@ class Api(Construct):
                 throttling_burst_limit=self._settings.api_throttle_burst,
             ),
         )
-        # API Gateway's own 400s (validation) in the API's error shape: {error, message}
-        api.add_gateway_response(
-            "BadRequestBody",
-            type=apigw.ResponseType.BAD_REQUEST_BODY,
-            templates={
-                "application/json": '{"error": "bad_request", "message": "$context.error.validationErrorString"}'
-            },
-        )
-        api.add_gateway_response(
-            "BadRequestParameters",
-            type=apigw.ResponseType.BAD_REQUEST_PARAMETERS,
-            templates={
-                "application/json": '{"error": "bad_request", "message": "$context.error.validationErrorString"}'
-            },
-        )
+        self._add_gateway_responses(api)
         return api
+
+    @staticmethod
+    def _add_gateway_responses(api: apigw.RestApi) -> None:
+        """API Gateway's own errors (auth, validation, throttling, timeouts) in the API's ``{error, message}``."""
+        for response_type, status, error, message in GATEWAY_RESPONSES:
+            api.add_gateway_response(
+                "".join(word.capitalize() for word in response_type.split("_")),
+                type=apigw.ResponseType.of(response_type),
+                status_code=status,
+                templates={"application/json": gateway_template(error, message)},
+            )
 
     def _build_routes(self) -> None:
         api = self.rest_api

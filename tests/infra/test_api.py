@@ -1,8 +1,12 @@
 """REST API: IAM auth on every method, the routes, request validation, access logs, throttling."""
 
+import json
+import re
 from typing import Any
 
-from infra.api import ROUTES
+import pytest
+
+from infra.api import ROUTES, gateway_template
 from tests.infra.conftest import Synth
 
 
@@ -71,15 +75,93 @@ def test_stage_access_logs_throttling_tracing_execution_logs(synth: Synth) -> No
     assert method["ThrottlingBurstLimit"] == 100
 
 
-def test_validation_errors_use_the_api_error_shape(synth: Synth) -> None:
-    responses = {
+# What API Gateway substitutes for the variables a gateway response may use: messageString is
+# its message already quoted as a JSON string (quotes and backslashes escaped). Messages with
+# quotes, a backslash and a newline: what would break a template that embeds a raw string.
+NASTY_MESSAGES = (
+    'User: arn:aws:sts::123456789012:assumed-role/"dev"/x is not authorized to perform: execute-api:Invoke',
+    '[instance type (string) does not match any allowed primitive type (allowed: ["object"])]',
+    "back\\slash, 'single' and a\nnewline",
+)
+GATEWAY_VARIABLES = {"$context.error.messageString": json.dumps}
+EXPECTED_RESPONSES = {
+    # type: (status, error); None keeps API Gateway's status
+    "BAD_REQUEST_BODY": ("400", "invalid_request"),  # the Lambda's code for a validation failure
+    "BAD_REQUEST_PARAMETERS": ("400", "invalid_request"),
+    "REQUEST_TOO_LARGE": ("413", "payload_too_large"),
+    "ACCESS_DENIED": ("403", "forbidden"),
+    "MISSING_AUTHENTICATION_TOKEN": ("403", "forbidden"),
+    "INVALID_SIGNATURE": ("403", "forbidden"),
+    "EXPIRED_TOKEN": ("403", "forbidden"),
+    "RESOURCE_NOT_FOUND": ("404", "not_found"),
+    "THROTTLED": ("429", "too_many_requests"),
+    "QUOTA_EXCEEDED": ("429", "too_many_requests"),
+    "INTEGRATION_TIMEOUT": ("504", "gateway_timeout"),
+    "DEFAULT_4XX": (None, "client_error"),
+    "DEFAULT_5XX": (None, "internal_error"),
+}
+
+
+def _gateway_responses(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {
         r["Properties"]["ResponseType"]: r["Properties"]
         for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()
     }
-    for kind in ("BAD_REQUEST_BODY", "BAD_REQUEST_PARAMETERS"):
-        template = responses[kind]["ResponseTemplates"]["application/json"]
-        assert '"error"' in template
-        assert '"message"' in template
+
+
+def _render(template: str, message: str) -> str:
+    """The body API Gateway sends: each $context variable substituted as API Gateway does."""
+    for variable in re.findall(r"\$[A-Za-z][A-Za-z0-9_.]*", template):
+        assert variable in GATEWAY_VARIABLES, f"{variable} is not substituted as a quoted JSON string"
+        template = template.replace(variable, GATEWAY_VARIABLES[variable](message))
+    return template
+
+
+def test_gateway_responses_cover_auth_validation_throttling_timeouts_and_every_other_error(synth: Synth) -> None:
+    # GIVEN the synthesized API
+    # WHEN its gateway responses are listed
+    responses = _gateway_responses(synth)
+    # THEN the specific ones and both defaults exist, with the Lambda's codes and the right statuses
+    assert set(responses) == set(EXPECTED_RESPONSES)
+    for kind, (status, error) in EXPECTED_RESPONSES.items():
+        assert responses[kind].get("StatusCode") == status, kind
+        body = json.loads(_render(responses[kind]["ResponseTemplates"]["application/json"], "m"))
+        assert body["error"] == error, kind
+
+
+@pytest.mark.parametrize("message", NASTY_MESSAGES)
+def test_every_gateway_response_body_is_json_with_error_and_message_only(synth: Synth, message: str) -> None:
+    # GIVEN every gateway response template (JSON is the only content type: a single shape)
+    for kind, response in _gateway_responses(synth).items():
+        (content_type,) = response["ResponseTemplates"]
+        assert content_type == "application/json", kind
+        # WHEN API Gateway renders it with a message holding quotes, backslashes, newlines
+        rendered = _render(response["ResponseTemplates"][content_type], message)
+        # THEN the body is valid JSON with exactly error and message, both strings
+        body = json.loads(rendered)
+        assert set(body) == {"error", "message"}, kind
+        assert all(isinstance(value, str) for value in body.values()), kind
+        assert all(body.values()), kind
+        if "$context.error.messageString" in response["ResponseTemplates"][content_type]:
+            assert body["message"] == message, kind
+
+
+def test_the_raw_validation_string_is_never_embedded(synth: Synth) -> None:
+    # GIVEN the gateway response templates
+    templates = [r["ResponseTemplates"]["application/json"] for r in _gateway_responses(synth).values()]
+    # THEN none embeds an unquoted variable (validationErrorString holds quotes) nor VTL (not evaluated)
+    for template in templates:
+        assert "validationErrorString" not in template
+        assert "$util" not in template
+        assert "#" not in template
+
+
+def test_a_fixed_gateway_message_cannot_hold_a_variable() -> None:
+    # GIVEN a fixed message with a $ (it would be substituted, unescaped)
+    # WHEN it is made into a template
+    # THEN it is refused
+    with pytest.raises(ValueError, match="must not hold a variable"):
+        gateway_template("forbidden", "costs $context.error.message")
 
 
 def test_outputs(synth: Synth) -> None:
