@@ -7,8 +7,9 @@ import pytest
 from redis.asyncio import Redis
 
 from buildlogs import streamer as streamer_module
-from buildlogs.keys import logs_key
-from buildlogs.streamer import LogStreamer
+from buildlogs.keys import logs_key, meta_key
+from buildlogs.reader import LogReader
+from buildlogs.streamer import END_ID_FIELD, LogStreamer
 from tests.support.redis_servers import RedisServer
 from tests.support.streams import CountingRedis, entries, lines
 
@@ -26,7 +27,7 @@ async def test_lines_are_written_in_batches_one_round_trip_each(redis: Redis, bu
     # THEN full batches went out as the lines arrived, the rest in one round trip at flush
     assert full_batches == 10
     assert counting.round_trips == math.ceil(1050 / 100)
-    assert all(n <= 100 for n in counting.commands_per_trip)
+    assert all(n <= 100 + 1 for n in counting.commands_per_trip)  # + the has-the-log-ended check
     texts = [t for _, t in await lines(redis, build_id)]
     assert texts == [f"line {i:05d} {'.' * 60}" for i in range(1050)]
 
@@ -150,3 +151,32 @@ async def test_lone_surrogates_in_text_chunks_never_reach_the_caller(redis: Redi
     # THEN nothing raised, no line was lost, the bad character is replaced
     assert [t for _, t in await lines(redis, build_id)] == ["ok 1", "bad ? char", "ok 2"]
     assert [e.text for e in await entries(redis, build_id) if e.source == "system"] == ["event ? text"]
+
+
+async def test_nothing_is_written_after_the_end_entry(redis: Redis, build_id: str) -> None:
+    # GIVEN a stage still streaming when the archiver closes the log (an aborted execution)
+    streamer = LogStreamer(redis, build_id, "install", flush_lines=5, flush_interval_ms=60_000)
+    await streamer.on_stdout("".join(f"before {i}\n" for i in range(5)))
+    end_id = await redis.xadd(
+        logs_key(build_id),
+        {
+            "ts": 1,
+            "source": "system",
+            "phase": "install",
+            "text": "end of log: ABORTED",
+            "event": "end",
+            "status": "ABORTED",
+        },
+    )
+    await redis.hset(meta_key(build_id), END_ID_FIELD, end_id)
+    # WHEN the stage goes on writing lines, its failure and its stage_end
+    await streamer.on_stdout("".join(f"after {i}\n" for i in range(12)))
+    await streamer.write_event("BUILD FAILED: sandbox gone", event="build_failed")
+    await streamer.end_stage(exit_code=1)
+    await streamer.close()
+    # THEN the end entry is still the last and the only one, and readers stop there
+    found = await entries(redis, build_id)
+    assert [e.text for e in found] == [f"before {i}" for i in range(5)] + ["end of log: ABORTED"]
+    page = await LogReader(redis).read(build_id)
+    assert page.done
+    assert page.entries[-1].id == end_id

@@ -21,11 +21,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import WatchError
 
-from buildlogs.keys import archive_key, logs_key, meta_key, validate_build_id
+from buildlogs.keys import archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.models import entry_record
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.s3_upload import DEFAULT_PART_SIZE, StreamingUpload
 from buildlogs.settings import get_settings
+from buildlogs.streamer import END_ID_FIELD
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Runs that never reached their Catch (no Cleanup stage): the archiver says so and reaps the sandbox.
@@ -172,42 +173,70 @@ async def _reap_sandbox(
 
 
 async def _close_stream(redis: "Redis | RedisCluster", key: str, status: str, build_id: str) -> _Snapshot:
-    """Append ``BUILD <status>`` (uncaught runs) and ``end`` unless the stream ends with ``end``.
+    """Append ``BUILD <status>`` (uncaught runs) and ``end`` unless the log already has its ``end``.
 
-    WATCH/MULTI makes check-and-append atomic: two archivers racing (a late event and the
-    sweep) still leave exactly one ``end``. The stream's length is read in the same transaction,
-    so it is exactly the number of entries up to the snapshot id.
+    The ``end`` id is recorded in the meta hash by the same MULTI that appends it (ids are chosen
+    here, under WATCH): a stage still running after an abort or a timeout may add lines after
+    ``end`` until it learns the log is closed (LogStreamer then deletes them), so "the last entry
+    is ``end``" is no proof — the recorded id is. WATCH/MULTI makes check-and-append atomic: two
+    archivers racing (a late event and the sweep) still leave exactly one ``end``. The stream's
+    length is read in the same transaction, so ``lines`` counts exactly the entries up to ``end``.
     """
+    mkey = meta_key(build_id)
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
-                await pipe.watch(key)
+                await pipe.watch(key, mkey)
+                recorded = _text(await pipe.hget(mkey, END_ID_FIELD))
+                if recorded:
+                    return await _closed_snapshot(pipe, key, recorded, status)
                 last: Any = await pipe.xrevrange(key, max="+", min="-", count=1)
                 fields: dict[str, str] = {}
+                last_id = "0-0"
                 if last:
                     last_id = _text(last[0][0])
                     fields = {_text(k): _text(v) for k, v in last[0][1].items()}
-                    if fields.get("event") == "end":
-                        pipe.multi()  # type: ignore[no-untyped-call]
-                        pipe.xlen(key)
-                        (length,) = await pipe.execute()
-                        return _Snapshot(last_id, fields.get("status") or status, int(length), appended=False)
+                    if fields.get("event") == "end":  # closed before end ids were recorded
+                        return await _closed_snapshot(pipe, key, last_id, status)
+                    info: Any = await pipe.xinfo_stream(key)
+                    last_id = max(last_id, _text(info["last-generated-id"]), key=entry_id_key)
                 phase = fields.get("phase") or ARCHIVE_PHASE
-                now = str(time.time_ns() // 1_000_000)
+                now_ms = time.time_ns() // 1_000_000
+                ids = _ids_after(last_id, now_ms, 2 if status in UNCAUGHT_STATUSES else 1)
                 pipe.multi()  # type: ignore[no-untyped-call]
                 if status in UNCAUGHT_STATUSES:
-                    line = {"ts": now, "source": "system", "phase": phase, "text": f"BUILD {status}"}
+                    line = {"ts": str(now_ms), "source": "system", "phase": phase, "text": f"BUILD {status}"}
                     line.update(event="build_failed", status=status)
-                    pipe.xadd(key, line)  # type: ignore[arg-type]
-                end = {"ts": now, "source": "system", "phase": phase, "text": f"end of log: {status}"}
+                    pipe.xadd(key, line, id=ids[0])  # type: ignore[arg-type]
+                end = {"ts": str(now_ms), "source": "system", "phase": phase, "text": f"end of log: {status}"}
                 end.update(event="end", status=status)
-                pipe.xadd(key, end)  # type: ignore[arg-type]
+                pipe.xadd(key, end, id=ids[-1])  # type: ignore[arg-type]
+                pipe.hset(mkey, END_ID_FIELD, ids[-1])
                 pipe.xlen(key)
-                *_ids, end_id, length = await pipe.execute()
-                logger.info("end entry written", extra={"build_id": build_id, "status": status, "id": _text(end_id)})
-                return _Snapshot(_text(end_id), status, int(length), appended=True)
+                *_ids, length = await pipe.execute()
+                logger.info("end entry written", extra={"build_id": build_id, "status": status, "id": ids[-1]})
+                return _Snapshot(ids[-1], status, int(length), appended=True)
             except WatchError:
                 continue  # the stream changed between the check and the append: look again
+
+
+async def _closed_snapshot(pipe: Any, key: str, end_id: str, status: str) -> _Snapshot:
+    """The snapshot of a log whose ``end`` is ``end_id``: late entries after it do not count."""
+    end: Any = await pipe.xrange(key, min=end_id, max=end_id)
+    late: Any = await pipe.xrange(key, min=f"({end_id}", max="+")
+    pipe.multi()
+    pipe.xlen(key)
+    (length,) = await pipe.execute()
+    end_status = _text(end[0][1].get("status")) if end else ""
+    return _Snapshot(end_id, end_status or status, int(length) - len(late), appended=False)
+
+
+def _ids_after(last_id: str, now_ms: int, count: int) -> list[str]:
+    """``count`` explicit entry ids after ``last_id``, timestamped now when the clock allows."""
+    last_ms, last_seq = entry_id_key(last_id)
+    if now_ms > last_ms:
+        return [f"{now_ms}-{seq}" for seq in range(count)]
+    return [f"{last_ms}-{last_seq + 1 + n}" for n in range(count)]
 
 
 async def _upload(

@@ -50,9 +50,11 @@ class LogReader:
         else:
             raw = list(await self._redis.xrange(key, min=f"({after}", max="+", count=limit) or ())
         entries = [LogEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
+        for index, entry in enumerate(entries):
+            if entry.event == "end":  # always the last entry: anything after it is a late write
+                return LogPage(entries[: index + 1], entry.id, True)
         if entries:
-            done = any(entry.event == "end" for entry in entries)
-            return LogPage(entries, entries[-1].id, done)
+            return LogPage(entries, entries[-1].id, False)
         return LogPage([], after, await self._ended_at_or_before(key, after))
 
     async def _ended_at_or_before(self, key: str, after: str) -> bool:

@@ -33,6 +33,8 @@ OUTAGE_PROBE_INTERVAL_S = 0.5
 NOTICE_ID_FIELD = "trim_notice_id"
 NOTICES_FIELD = "trim_notices"
 NOTICE_DROPPED_FIELD = "trim_dropped"
+# Set by the archiver when it appends the ``end`` entry: nothing may follow it.
+END_ID_FIELD = "end_id"
 
 Entry = dict[str, Any]
 
@@ -167,6 +169,7 @@ class LogStreamer:
         self._down_since: float | None = None
         self._last_probe = 0.0
         self._written_since_check = 0
+        self._ended = False  # the archiver closed the log: nothing more is written
         self.lines_written = 0
         self.batches_written = 0
         self.lines_dropped = 0
@@ -366,11 +369,26 @@ class LogStreamer:
             await self._pipeline(batch)
 
     async def _pipeline(self, batch: list[Entry]) -> None:
+        """XADD the batch in one round trip, and learn in the same trip whether the log has ended.
+
+        The archiver records the ``end`` entry's id in the meta hash. A stage still running after
+        its execution was aborted or timed out must not write past ``end`` (it is always the last
+        entry): what it added is deleted at once and it writes nothing more.
+        """
+        if self._ended:
+            return
         pipe = self._redis.pipeline(transaction=False)
         key, maxlen = self._key, self._maxlen
+        pipe.hget(self._meta_key, END_ID_FIELD)
         for entry in batch:
             pipe.xadd(key, entry, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        await pipe.execute()
+        end_id, *added = await pipe.execute()
+        if end_id:
+            self._ended = True
+            logger.warning("the log of %s has ended (%s); later lines are discarded", self.job_id, end_id)
+            late = [entry_id for entry_id in added if entry_id_key(entry_id) > entry_id_key(end_id)]
+            if late:
+                await self._redis.xdel(key, *late)
 
     # -- trimming notice ------------------------------------------------------------------------
 
@@ -382,6 +400,8 @@ class LogStreamer:
         every stage's final flush replaces the previous notice with a fresh one.
         """
         self._written_since_check = 0
+        if self._ended:
+            return
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.xinfo_stream(self._key)
