@@ -224,8 +224,8 @@ async def test_small_log_is_one_put(redis: Redis, s3: Any, build_id: str) -> Non
     # WHEN it is archived
     await archive_logs(redis, counting, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
 
-    # THEN one PutObject wrote it, no multipart upload
-    assert counting.calls == {"put_object": 1}
+    # THEN one PutObject wrote it, no multipart upload (the other PutObject: its index.json sidecar)
+    assert counting.calls == {"put_object": 2}
 
 
 async def test_large_log_goes_up_in_parts(
@@ -248,7 +248,7 @@ async def test_large_log_goes_up_in_parts(
     assert all(16384 <= size < 16384 + 50 * 200 for size in sizes[:-1])
     assert sizes[-1] > 0
     assert sum(sizes) == result.bytes
-    assert counting.calls.get("put_object", 0) == 0
+    assert counting.calls.get("put_object", 0) == 1  # only the index.json sidecar
     assert counting.calls["create_multipart_upload"] == 1
     assert counting.calls["complete_multipart_upload"] == 1
     assert archived_records(s3, build_id) == await stream_records(redis, build_id)

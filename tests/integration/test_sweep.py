@@ -112,7 +112,7 @@ async def test_sweep_archives_exactly_the_finished_builds_without_an_archive(
     # THEN exactly the finished builds of our machine that had no archive are archived
     assert sorted(result.archived) == sorted([build_ids["ok"], build_ids["fail"], build_ids["stopped"]])
     assert result.failed == []
-    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=BUCKET)["Contents"] if obj["Key"].endswith(".jsonl")}
     assert keys == {archive_key(build_ids[name]) for name in ("ok", "fail", "stopped", "archived")}
     for name, status in (("ok", "SUCCEEDED"), ("fail", "FAILED"), ("stopped", "ABORTED")):
         archived = archived_records(s3, build_ids[name])

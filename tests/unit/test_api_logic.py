@@ -48,7 +48,7 @@ class _Body:
         self._stream = io.BytesIO(data)
         self.closed = False
 
-    def iter_lines(self) -> Any:
+    def iter_lines(self, **_kwargs: Any) -> Any:
         return iter(self._stream.read().splitlines())
 
     def close(self) -> None:
@@ -56,14 +56,14 @@ class _Body:
 
 
 class _FakeS3:
-    """Just get_object over an in-memory archive."""
+    """Just get_object over an in-memory archive (without an index.json sidecar)."""
 
     def __init__(self, records: list[dict[str, Any]] | None) -> None:
         self.body = _Body(b"".join(orjson.dumps(r) + b"\n" for r in records or []))
         self.missing = records is None
 
-    def get_object(self, **_kwargs: Any) -> dict[str, Any]:
-        if self.missing:
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        if self.missing or kwargs["Key"].endswith("/index.json"):
             from botocore.exceptions import ClientError
 
             raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import WatchError
 
+from buildlogs.archive_index import IndexBuilder, put_index
 from buildlogs.keys import archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.models import entry_record
 from buildlogs.observability import logger, metrics, tracer
@@ -250,7 +251,11 @@ async def _upload(
     part_size: int,
     page_size: int,
 ) -> ArchiveResult:
-    """Stream the entries up to the snapshot id into the object, page by page."""
+    """Stream the entries up to the snapshot id into the object, page by page.
+
+    Then write its index sidecar (``buildlogs.archive_index``: byte offsets of every 1,000th
+    entry and the stage summary) — after the log succeeded, best effort.
+    """
     metadata = {
         "build-id": build_id,
         "status": snapshot.status,
@@ -260,6 +265,7 @@ async def _upload(
     upload = StreamingUpload(s3, bucket, okey, content_type=CONTENT_TYPE, metadata=metadata, part_size=part_size)
     dumps, record = orjson.dumps, entry_record
     lines = 0
+    index = IndexBuilder()
     next_page: asyncio.Future[Any] | None = None
     try:
         page: Any = await redis.xrange(key, min="-", max=snapshot.last_id, count=page_size)
@@ -272,9 +278,16 @@ async def _upload(
                 )
             # One bytearray per page: each serialised line is freed at once (orjson's result
             # objects are ~4 KiB each, a list of a page of them would dominate memory).
-            chunk = bytearray()
+            chunk, base, line, mark = bytearray(), upload.bytes_written, lines, index.next_line
             for entry_id, fields in page:
-                chunk += dumps(record(entry_id, fields), option=_DUMPS_OPTIONS)
+                entry = record(entry_id, fields)
+                if line == mark:  # every 1,000th entry: where its line starts in the object
+                    index.mark(entry["id"], base + len(chunk))
+                    mark = index.next_line
+                if entry["source"] == "system":
+                    index.feed(entry)
+                chunk += dumps(entry, option=_DUMPS_OPTIONS)
+                line += 1
             lines += len(page)
             await upload.write(chunk)
             if next_page is None:
@@ -290,6 +303,8 @@ async def _upload(
             next_page.cancel()
         await upload.abort()
         raise
+    document = index.document(lines=lines, last_id=snapshot.last_id, size=size)
+    await asyncio.to_thread(put_index, s3, bucket, build_id, document)
     return ArchiveResult(okey, lines, size, snapshot.status, snapshot.last_id, uploaded=True)
 
 

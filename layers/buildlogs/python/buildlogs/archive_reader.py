@@ -1,7 +1,11 @@
 """Reading a build's archived NDJSON log (``build-logs/{id}/build.jsonl``) once its stream expired.
 
 Archive lines carry the stream's own entry ids, so a cursor taken from the live stream keeps
-working here. The object is streamed line by line: memory stays bounded whatever its size.
+working here. A page costs O(page), not O(log): with the archive's index sidecar
+(``buildlogs.archive_index``) the reader seeks to the nearest indexed entry at or before the
+cursor with one S3 Range GET, streams lines until the page is full and closes the body (at most
+``every - 1`` lines are read and skipped). An archive without a (matching) index is read from
+byte 0 as before. Either way the object is streamed line by line: memory stays bounded.
 """
 
 from collections.abc import Callable, Generator
@@ -10,11 +14,17 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from buildlogs.archive_index import ArchiveIndex, load_index
 from buildlogs.keys import archive_key, entry_id_key, validate_entry_id
 from buildlogs.models import LogEntry
+from buildlogs.observability import logger
 from buildlogs.reader import LogPage
 
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+CHUNK_SIZE = 64 * 1024  # bytes per read of the object's body
+# A filtered page scans at most this many pages' worth of entries past the cursor (as the live
+# reader does), then returns what it kept with ``next`` past the scanned entries.
+MAX_FILTERED_PAGES = 10
 
 EntryFilter = Callable[[dict[str, Any]], bool]
 
@@ -23,21 +33,61 @@ class ArchiveMissing(LookupError):
     """The build has no archive object (not archived yet, or archival is disabled)."""
 
 
-def iter_archive(s3: Any, bucket: str, build_id: str) -> Generator[dict[str, Any], None, None]:
-    """Every record of the build's archive, in stream order; ``ArchiveMissing`` if there is none."""
+class _StaleIndex(Exception):
+    """The index does not describe this object (it was rewritten since): read from byte 0."""
+
+
+def iter_archive(
+    s3: Any, bucket: str, build_id: str, *, index: ArchiveIndex | None = None, after: str = "0-0"
+) -> Generator[dict[str, Any], None, None]:
+    """The build's archive records in stream order; ``ArchiveMissing`` if there is none.
+
+    With ``index``, reading starts at the indexed entry nearest at or before ``after`` (so the
+    records before it are not yielded; callers still skip those ``<= after``). An index that
+    does not match the object is ignored (logged) and the object is read from byte 0.
+    """
+    start = index.seek(entry_id_key(after)) if index is not None else None
+    if start is not None and index is not None:
+        try:
+            yield from _records(s3, bucket, build_id, start, index.last_id)
+            return
+        except _StaleIndex as exc:
+            logger.warning("archive index does not match the log: read from the start", extra={"error": str(exc)})
+    yield from _records(s3, bucket, build_id, None, None)
+
+
+def _records(
+    s3: Any, bucket: str, build_id: str, start: tuple[str, int] | None, last_id: str | None
+) -> Generator[dict[str, Any], None, None]:
+    request: dict[str, Any] = {"Bucket": bucket, "Key": archive_key(build_id)}
+    if start is not None:
+        request["Range"] = f"bytes={start[1]}-"
     try:
-        body = s3.get_object(Bucket=bucket, Key=archive_key(build_id))["Body"]
+        response = s3.get_object(**request)
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in _NOT_FOUND:
             raise ArchiveMissing(build_id) from None
+        if code == "InvalidRange" and start is not None:
+            raise _StaleIndex(f"offset {start[1]} is past the object's end") from None
         raise
+    body = response["Body"]
     try:
-        for line in body.iter_lines():
-            if line.strip():
-                record: dict[str, Any] = orjson.loads(line)
-                yield record
+        if start is not None:
+            object_last_id = (response.get("Metadata") or {}).get("last-id")
+            if object_last_id != last_id:
+                raise _StaleIndex(f"object last id {object_last_id!r}, index last id {last_id!r}")
+        first = True
+        for line in body.iter_lines(chunk_size=CHUNK_SIZE):
+            if not line.strip():
+                continue
+            record: dict[str, Any] = orjson.loads(line)
+            if first and start is not None and record.get("id") != start[0]:
+                raise _StaleIndex(f"line at offset {start[1]} is {record.get('id')!r}, not {start[0]!r}")
+            first = False
+            yield record
     finally:
-        body.close()
+        body.close()  # also when the caller stops early: the rest of the object is never read
 
 
 def read_archive_page(
@@ -51,19 +101,25 @@ def read_archive_page(
     """Up to ``limit`` kept entries strictly after ``after``, with the cursor past the last one read.
 
     ``next`` advances past entries ``keep`` rejects (a filtered page never stalls a reader); it
-    stops at the last kept entry once the page is full. The archive always ends with the
-    ``end`` entry, so ``done`` means: nothing is left after ``next``.
+    stops at the last kept entry once the page is full. A filtered page scans at most
+    ``MAX_FILTERED_PAGES * limit`` entries, then returns (``done`` false) with ``next`` past
+    them. The archive always ends with the ``end`` entry, so ``done`` means: nothing is left
+    after ``next``.
     """
-    cursor = entry_id_key(validate_entry_id(after))
+    validate_entry_id(after)
+    cursor = entry_id_key(after)
     entries: list[LogEntry] = []
     next_id = after
-    records = iter_archive(s3, bucket, build_id)
+    budget = MAX_FILTERED_PAGES * limit if keep is not None else None
+    scanned = 0
+    records = iter_archive(s3, bucket, build_id, index=load_index(s3, bucket, build_id), after=after)
     try:
         for record in records:
             if entry_id_key(str(record.get("id", "0-0"))) <= cursor:
                 continue
-            if len(entries) >= limit:
+            if len(entries) >= limit or (budget is not None and scanned >= budget):
                 return LogPage(entries, next_id, False)
+            scanned += 1
             next_id = str(record["id"])
             if keep is None or keep(record):
                 entries.append(LogEntry.model_validate(record))
@@ -72,4 +128,4 @@ def read_archive_page(
     return LogPage(entries, next_id, True)
 
 
-__all__ = ["ArchiveMissing", "EntryFilter", "iter_archive", "read_archive_page"]
+__all__ = ["MAX_FILTERED_PAGES", "ArchiveMissing", "EntryFilter", "iter_archive", "read_archive_page"]

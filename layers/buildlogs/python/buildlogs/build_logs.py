@@ -10,14 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from buildlogs.archive_index import LogSummary, StageSummary, Summariser, load_index
 from buildlogs.archive_reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
 from buildlogs.keys import logs_key, validate_build_id, validate_entry_id
 from buildlogs.models import LogEntry, entry_record
-from buildlogs.observability import tracer
+from buildlogs.observability import logger, tracer
 from buildlogs.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
+from buildlogs.settings import get_settings
 
 # With a filter and no wait, at most this many pages are scanned per call (next still advances).
 MAX_FILTERED_PAGES = 10
@@ -111,100 +114,103 @@ async def _live(
 
 # -- the stage summary of GET /builds/{id} ----------------------------------------------------
 
-STAGE_EVENTS = frozenset({"stage_start", "stage_end", "build_failed"})
 PAGE_SIZE = 1000
+# A live summary reads at most this many pages of new entries per request (see summarise_log).
+MAX_SUMMARY_PAGES = 50
+
+_Summariser = Summariser  # the name the API's unit tests use
 
 
-@dataclass(slots=True)
-class StageSummary:
-    """One stage as the log tells it: status, start (ms since epoch) and duration."""
+def summary_key(build_id: str) -> str:
+    """The API's cache of a live log's summary: ``{"after": entry id, "summary": state}``.
 
-    name: str
-    status: str = "running"  # running | succeeded | failed | interrupted
-    started_ms: int | None = None
-    duration_ms: int | None = None
-    exit_code: int | None = None
-
-
-@dataclass(slots=True)
-class LogSummary:
-    """What GET /builds/{id} reads from the log: its stages and the dev server's preview URL."""
-
-    stages: list[StageSummary]
-    preview_url: str | None = None
-    source: str = "none"  # stream | archive | none
-
-
-class _Summariser:
-    def __init__(self) -> None:
-        self.stages: dict[str, StageSummary] = {}
-        self.preview_url: str | None = None
-
-    def feed(self, record: dict[str, Any]) -> None:
-        if record.get("source") != "system":
-            return
-        if record.get("preview_url"):  # the start stage's "Dev server listening" entry carries it
-            self.preview_url = str(record["preview_url"])
-        event, phase = record.get("event"), str(record.get("phase") or "")
-        if event not in STAGE_EVENTS or not phase:
-            return
-        stage = self.stages.setdefault(phase, StageSummary(phase))
-        if event == "stage_start":
-            stage.status, stage.started_ms = "running", _int(record.get("ts"))
-        elif event == "stage_end":
-            stage.duration_ms, stage.exit_code = _int(record.get("duration_ms")), _int(record.get("exit_code"))
-            if stage.status != "failed":
-                stage.status = "succeeded" if stage.exit_code in (None, 0) else "failed"
-        else:
-            stage.status = "failed"
-
-    def result(self, finished: bool, source: str) -> LogSummary:
-        stages = list(self.stages.values())
-        if finished:
-            for stage in stages:
-                if stage.status == "running":
-                    stage.status = "interrupted"
-        return LogSummary(stages, self.preview_url, source)
+    Carries the build's ``{build_id}`` hash tag (same cluster slot as its stream) and the
+    stream's TTL, refreshed on every write.
+    """
+    return f"job:{{{validate_build_id(build_id)}}}:summary"
 
 
 @tracer.capture_method(capture_response=False)
 async def summarise_log(
     redis: "Redis | RedisCluster", s3: Any, bucket: str, build_id: str, *, finished: bool
 ) -> LogSummary:
-    """Stages and preview URL from the live stream, else from the archive, else empty.
+    """Stages and preview URL of the build's log, without reading the whole log per request.
 
-    Reads the whole log (pages of 1,000): status requests cost one pass over the log.
+    - Archived (stream expired, or the run finished): the summary stored in the archive's
+      index (``index.json``, one small GET). An archive without an index is read in full, as
+      before.
+    - Live: incremental. The summary so far and the id of the last entry it covers are cached
+      in Redis (:func:`summary_key`); each request reads only the entries added since (XRANGE
+      pages of 1,000), at most ``MAX_SUMMARY_PAGES`` pages — a log that grew by more than
+      that since the previous request is summarised up to there, and the next request goes
+      on from there. Results equal a full scan otherwise; concurrent requests may both write
+      the cache, each a consistent (cursor, summary) pair, so the worst case is a re-read.
+    - Neither: empty.
     """
     key = logs_key(build_id)
-    summary = _Summariser()
-    if await redis.exists(key):
-        start = "-"
-        while True:
-            page: Any = await redis.xrange(key, min=start, max="+", count=PAGE_SIZE)
-            for entry_id, fields in page:
-                summary.feed(entry_record(entry_id, fields))
-            if len(page) < PAGE_SIZE:
-                return summary.result(finished, "stream")
-            start = f"({entry_record(page[-1][0], {})['id']}"
+    live = bool(await redis.exists(key))
+    if bucket and (finished or not live):
+        index = await asyncio.to_thread(load_index, s3, bucket, build_id)
+        if index is not None:
+            return index.summariser().result(finished, "archive")
+    if live:
+        return await _live_summary(redis, build_id, finished)
     if bucket:
         try:
-            await asyncio.to_thread(_feed_archive, summary, s3, bucket, build_id)
+            summary = await asyncio.to_thread(_feed_archive, s3, bucket, build_id)
             return summary.result(finished, "archive")
         except ArchiveMissing:
             pass
-    return summary.result(finished, "none")
+    return Summariser().result(finished, "none")
 
 
-def _feed_archive(summary: _Summariser, s3: Any, bucket: str, build_id: str) -> None:
-    for record in iter_archive(s3, bucket, build_id):
-        summary.feed(record)
+async def _live_summary(redis: "Redis | RedisCluster", build_id: str, finished: bool) -> LogSummary:
+    key, cache_key = logs_key(build_id), summary_key(build_id)
+    summary, after = _cached_summary(build_id, await redis.get(cache_key))
+    last = after
+    for _ in range(MAX_SUMMARY_PAGES):
+        page: Any = await redis.xrange(key, min=f"({last}" if last else "-", max="+", count=PAGE_SIZE)
+        for entry_id, fields in page:
+            summary.feed(entry_record(entry_id, fields))
+        if page:
+            last = str(entry_record(page[-1][0], {})["id"])
+        if len(page) < PAGE_SIZE:
+            break
+    if last and last != after:
+        state = orjson.dumps({"after": last, "summary": summary.state()})
+        await redis.set(cache_key, state, ex=get_settings().log_stream_ttl_seconds)
+    return summary.result(finished, "stream")
 
 
-def _int(value: Any) -> int | None:
+def _cached_summary(build_id: str, cached: Any) -> tuple[Summariser, str | None]:
+    """The cached summary and the last entry id it covers; a fresh one if absent or unreadable."""
+    if cached:
+        try:
+            state = orjson.loads(cached)
+            return Summariser.from_state(state["summary"]), validate_entry_id(state["after"])
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("summary cache unreadable: rebuilt", extra={"build_id": build_id, "error": repr(exc)})
+    return Summariser(), None
+
+
+def _feed_archive(s3: Any, bucket: str, build_id: str) -> Summariser:
+    summary = Summariser()
+    records = iter_archive(s3, bucket, build_id)
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+        for record in records:
+            if record.get("source") == "system":
+                summary.feed(record)
+    finally:
+        records.close()
+    return summary
 
 
-__all__ = ["LogFilter", "LogSummary", "StageSummary", "read_logs", "summarise_log"]
+__all__ = [
+    "MAX_SUMMARY_PAGES",
+    "LogFilter",
+    "LogSummary",
+    "StageSummary",
+    "read_logs",
+    "summarise_log",
+    "summary_key",
+]
