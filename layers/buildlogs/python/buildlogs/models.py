@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildlogs.keys import validate_build_id
-from buildlogs.stages import get_stage
+from buildlogs.stages import STAGES, get_stage, require_every_stage
 
 Source = Literal["stdout", "stderr", "system"]
 
@@ -81,7 +81,7 @@ MAX_ENV_VALUE_CHARS = 4_096
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
 # Stages whose commands a spec may time-box itself (never above the stage Lambda's timeout).
-TIMED_STAGES = ("install", "build", "start", "healthcheck")
+TIMED_STAGES = tuple(stage.name for stage in STAGES if stage.timed_by_spec)
 
 
 def _check_relative_path(path: str) -> str:
@@ -294,3 +294,5 @@ STAGE_OUTPUTS: dict[str, type[ExecutionState]] = {
     "healthcheck": HealthCheckInput,
     "cleanup": ExecutionState,
 }
+require_every_stage(STAGE_INPUTS, "STAGE_INPUTS")
+require_every_stage(STAGE_OUTPUTS, "STAGE_OUTPUTS")

@@ -27,7 +27,7 @@ from buildlogs.sandbox import SandboxRuntime, create_runtime
 from buildlogs.settings import Settings, get_settings
 from buildlogs.spec_store import store_for
 from buildlogs.stage_steps import STEPS, StageContext
-from buildlogs.stages import get_stage
+from buildlogs.stages import CLEANUP, get_stage
 from buildlogs.streamer import LogStreamer, masker
 
 META_FAILED_STAGE = "failed_stage"  # set once a stage has written build_failed (cleanup checks it)
@@ -104,7 +104,7 @@ async def _run(
     started = time.monotonic()
     try:
         await streamer.stage(stage)
-        if spec is None and stage == "cleanup":
+        if spec is None and stage == CLEANUP.name:
             # Cleanup must reap the sandbox even when the spec cannot be read; it needs nothing from it.
             await streamer.write_event("Build spec unreadable; cleaning up without it")
             spec = BuildSpec(start="true", port=1)
@@ -113,7 +113,7 @@ async def _run(
                 raise load_error
             raise InvalidInput(f"could not read the build spec: {type(load_error).__name__}")
         ctx = StageContext(state, spec, streamer, redis, settings, runtime_factory)
-        if stage == "cleanup":
+        if stage == CLEANUP.name:
             await _report_unreported_failure(ctx)
         changes = await STEPS[stage](ctx)
         await streamer.end_stage(exit_code=0)
@@ -170,4 +170,4 @@ async def _report_unreported_failure(ctx: StageContext) -> None:
     text = f"BUILD FAILED: {name}" + (f": {cause}" if cause else "")
     await ctx.streamer.write_event(_masked(text, ctx.spec.secrets), event="build_failed")
     with contextlib.suppress(RedisError, OSError):
-        await ctx.redis.hset(meta_key(ctx.state.build_id), META_FAILED_STAGE, "cleanup")
+        await ctx.redis.hset(meta_key(ctx.state.build_id), META_FAILED_STAGE, CLEANUP.name)

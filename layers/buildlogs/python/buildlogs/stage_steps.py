@@ -22,7 +22,7 @@ from buildlogs.models import BuildSpec, ExecutionState
 from buildlogs.observability import logger
 from buildlogs.sandbox import SandboxRuntime, create_runtime, wait_for_port
 from buildlogs.settings import Settings
-from buildlogs.stages import STAGES
+from buildlogs.stages import STAGES, require_every_stage
 from buildlogs.streamer import LogStreamer
 
 META_SANDBOX_ID = "sandbox_id"
@@ -186,3 +186,4 @@ STEPS: dict[str, Callable[[StageContext], Awaitable[dict[str, Any]]]] = {
     "healthcheck": healthcheck,
     "cleanup": cleanup,
 }
+require_every_stage(STEPS, "STEPS")

@@ -4,6 +4,7 @@ The state machine, the stage handler, the local runner and the tests all read ``
 log entries carry the stage ``name`` as their ``phase``.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -17,6 +18,7 @@ class Stage:
     timeout_seconds: int  # the stage Lambda's timeout (the command timeouts stay below it)
     retryable_errors: tuple[str, ...] = ()  # error names Step Functions retries with backoff
     on_failure: bool = False  # runs only when an earlier stage failed (Catch -> cleanup)
+    timed_by_spec: bool = False  # runs the spec's commands; BuildSpec.timeouts may shorten them
 
     @property
     def banner(self) -> str:
@@ -29,10 +31,10 @@ COMMAND_FAILED = "CommandFailed"
 STAGES: tuple[Stage, ...] = (
     Stage("provision", "Provision", "Provisioning sandbox", 120, (SANDBOX_UNAVAILABLE,)),
     Stage("scaffold", "Scaffold", "Scaffolding files", 120, (SANDBOX_UNAVAILABLE,)),
-    Stage("install", "Install", "Installing dependencies", 900, (SANDBOX_UNAVAILABLE,)),
-    Stage("build", "Build", "Building project", 900, (SANDBOX_UNAVAILABLE,)),
-    Stage("start", "Start", "Starting dev server", 300, (SANDBOX_UNAVAILABLE,)),
-    Stage("healthcheck", "HealthCheck", "Checking health", 120, (SANDBOX_UNAVAILABLE,)),
+    Stage("install", "Install", "Installing dependencies", 900, (SANDBOX_UNAVAILABLE,), timed_by_spec=True),
+    Stage("build", "Build", "Building project", 900, (SANDBOX_UNAVAILABLE,), timed_by_spec=True),
+    Stage("start", "Start", "Starting dev server", 300, (SANDBOX_UNAVAILABLE,), timed_by_spec=True),
+    Stage("healthcheck", "HealthCheck", "Checking health", 120, (SANDBOX_UNAVAILABLE,), timed_by_spec=True),
     Stage("cleanup", "Cleanup", "Cleaning up", 120, (SANDBOX_UNAVAILABLE,), on_failure=True),
 )
 
@@ -49,6 +51,13 @@ def get_stage(name: str) -> Stage:
         return STAGES_BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES_BY_NAME)}") from None
+
+
+def require_every_stage(mapping: Mapping[str, object], what: str) -> None:
+    """Fail at import when a per-stage table (steps, models) and the registry disagree."""
+    missing, unknown = set(STAGES_BY_NAME) - set(mapping), set(mapping) - set(STAGES_BY_NAME)
+    if missing or unknown:
+        raise RuntimeError(f"{what} must cover exactly the registry's stages: missing {missing}, unknown {unknown}")
 
 
 def banner_for(phase: str) -> str:
