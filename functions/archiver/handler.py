@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive import TERMINAL_STATUSES, KillSandbox, archive_logs
+from buildlogs.keys import validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.redis_client import create_redis
 from buildlogs.settings import Settings, get_settings
@@ -89,6 +90,11 @@ async def _archive_one(
         logger.info("non-terminal status ignored", extra={"status": str(status)[:40]})
         return {"ignored": "not a terminal status"}
     logger.append_keys(build_id=str(build_id)[:80])
+    try:
+        build_id = validate_build_id(build_id)
+    except ValueError as exc:  # permanent: retrying cannot help, so no raise
+        logger.warning("event not archived: invalid build id", extra={"error": str(exc)})
+        return {"skipped": "invalid build id"}
     bucket = settings.log_archive_bucket
     redis = redis_factory(settings)
     try:
@@ -96,14 +102,11 @@ async def _archive_one(
             redis,
             s3 if s3 is not None or not bucket else _client("s3"),
             bucket,
-            build_id,  # type: ignore[arg-type]  # validated by archive_logs
+            build_id,
             status,
             kill_sandbox=kill_sandbox,
             ttl_seconds=settings.log_stream_ttl_seconds,
         )
-    except ValueError as exc:
-        logger.warning("event not archived: invalid build id", extra={"error": str(exc)})
-        return {"skipped": "invalid build id"}
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) not in PERMANENT_S3_ERRORS:
             raise

@@ -65,4 +65,3 @@ def test_the_documented_operations_are_all_fuzzed() -> None:
         "GET /builds/{build_id}/logs",
         "POST /builds/{build_id}/cancel",
     }
-    assert requests.codes.ok == 200

@@ -136,7 +136,9 @@ async def _run(
         message = f"internal error in the {stage} stage ({type(exc).__name__})"
         await _fail(streamer, redis, state.build_id, stage, message, None)
         logger.exception("stage crashed")
-        raise
+        # Its own message may hold a secret (a command line, an env value): Step Functions'
+        # Cause and the console get the masked summary only; the traceback is in the log above.
+        raise BuildError(message) from None
     finally:
         if ctx is not None and ctx.runtime is not None:
             await ctx.runtime.close()
