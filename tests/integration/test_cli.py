@@ -3,13 +3,18 @@
 import asyncio
 import io
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.cli import main
+from buildlogs.cli import Backoff, HttpRequest, main, urllib_transport
 from buildlogs.settings import get_settings
 from buildlogs.streamer import LogStreamer
 from tests.integration.test_api_support import Api, api, serve_api, spec, write_log
@@ -18,7 +23,7 @@ pytestmark = [pytest.mark.redis]
 __all__ = ["api"]  # the fixture, used by name
 
 
-def _log(status: str) -> list:
+def _log(status: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("stage", "build", {}),
         ("stdout", "compiling", {}),
@@ -106,3 +111,97 @@ def test_tail_of_an_unknown_build_exits_3(api: Api, build_id: str, capsys: pytes
     with serve_api() as url:
         assert main(["--api", url, "tail", build_id]) == 3
     assert f"HTTP 404: no build {build_id}" in capsys.readouterr().err
+
+
+# -- transient errors: a local API that fails, then serves ---------------------------------------
+
+
+class _FlakyFront(BaseHTTPRequestHandler):
+    """Answers 503 (API Gateway's shape) while ``failures_left``; then forwards to the real local API."""
+
+    upstream: ClassVar[str] = ""
+    url: ClassVar[str] = ""
+    failures_left: ClassVar[int] = 0
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:  # the http.server hook name
+        cls = type(self)
+        cls.requests.append(self.path)
+        if cls.failures_left > 0:
+            cls.failures_left -= 1
+            self._reply(503, b'{"error": "internal_error", "message": "Service Unavailable"}')
+            return
+        response = urllib_transport(HttpRequest("GET", cls.upstream + self.path, dict(self.headers.items())))
+        self._reply(response.status, response.body)
+
+    def _reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        return
+
+
+@contextmanager
+def flaky_front(upstream: str, failures: int) -> Iterator[type[_FlakyFront]]:
+    """A local HTTP server in front of ``upstream`` whose first ``failures`` requests get a 503."""
+    handler: type[_FlakyFront] = type(
+        "Front", (_FlakyFront,), {"upstream": upstream, "failures_left": failures, "requests": []}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        handler.url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_tail_rides_out_503s_and_prints_every_entry_once(
+    api: Api, redis_url: str, build_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a finished build behind a local API that answers 503 three times first
+    api.call("POST", "/builds", spec(build_id=build_id))
+    write_log(redis_url, build_id, _log("TIMED_OUT"))
+    sleeps: list[float] = []
+    out = io.StringIO()
+    with serve_api() as upstream, flaky_front(upstream, failures=3) as front:
+        # WHEN tail follows it (backoff sleeps recorded, never slept)
+        code = main(
+            ["--api", front.url, "tail", build_id],
+            out=out,
+            backoff=Backoff(sleep=sleeps.append),
+        )
+    # THEN every entry is printed exactly once and the exit code is the build's
+    assert code == 2
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(_log("TIMED_OUT"))
+    assert lines[1:3] == ["[      build]   compiling", "[      build] ! warning: slow"]
+    assert lines[-1] == "[      build] # end of log: TIMED_OUT"
+    # AND it retried the same request after 0.5, 1 and 2 s, with one notice on stderr
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert len(set(front.requests[:4])) == 1
+    (notice,) = capsys.readouterr().err.splitlines()
+    assert notice.startswith("buildlogs: HTTP 503: Service Unavailable; retrying")
+
+
+def test_tail_of_an_unknown_build_exits_3_without_retrying(
+    api: Api, build_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a local API that does not know the build
+    sleeps: list[float] = []
+    with serve_api() as upstream, flaky_front(upstream, failures=0) as front:
+        # WHEN tail follows it
+        code = main(["--api", front.url, "tail", build_id], backoff=Backoff(sleep=sleeps.append))
+    # THEN it exits 3 after a single request, no backoff, no retry notice
+    assert code == 3
+    assert len(front.requests) == 1
+    assert sleeps == []
+    assert capsys.readouterr().err.splitlines() == [f"buildlogs: HTTP 404: no build {build_id}"]

@@ -7,22 +7,28 @@
 localhost go unsigned (a local API). Standard library HTTP + botocore's signer: nothing to install.
 
 ``tail`` exits with the build's result: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED,
-3 when the API cannot answer (unknown build, HTTP or network error).
+3 when the API cannot answer (unknown build, any other 4xx, or an outage that outlasts the retries).
+``tail`` rides out transient errors (429, 502, 503, 504, network errors): it retries the same
+cursor (no gap, no duplicate) with capped exponential backoff for up to about two minutes of
+consecutive failures, with one dim notice on stderr per outage.
 """
 
 import argparse
+import http.client
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from buildlogs.console import format_entry, use_colour
+from buildlogs.console import RESET, format_entry, use_colour
 from buildlogs.models import LogEntry
 from buildlogs.settings import get_settings
 
@@ -32,6 +38,10 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 LONG_POLL_SECONDS = 20  # the API's longest wait (API Gateway times out at 29 s)
 HTTP_TIMEOUT_SECONDS = 30.0
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+# Worth retrying: throttled, and API Gateway / Lambda unavailable or timed out.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+DIM = "\033[2m"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +64,47 @@ Transport = Callable[[HttpRequest], HttpResponse]
 class ApiError(RuntimeError):
     """The API answered with an error (its ``{error, message}``) or could not be reached."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, network: bool = False) -> None:
         super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
+        self.network = network  # the API could not be reached (no HTTP status)
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: a network error, throttling, or the API briefly unavailable."""
+        return self.network or self.status in TRANSIENT_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retries of transient errors: ``first`` seconds doubling up to ``cap``; an outage (consecutive
+    failures) longer than ``give_up_after`` seconds ends the retries. ``sleep`` and ``clock`` are
+    injectable so tests never wait on the clock."""
+
+    first: float = 0.5
+    cap: float = 8.0
+    give_up_after: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def call(self, operation: Callable[[], T], on_outage: Callable[[ApiError], None]) -> T:
+        """``operation()``, retried while it fails transiently; ``on_outage`` once per outage."""
+        outage_started: float | None = None  # when the first failed attempt of this outage began
+        delay = self.first
+        while True:
+            attempt_started = self.clock()
+            try:
+                return operation()
+            except ApiError as exc:
+                if not exc.transient:
+                    raise
+                if outage_started is None:
+                    outage_started = attempt_started
+                    on_outage(exc)
+                if self.clock() + delay - outage_started > self.give_up_after:
+                    raise
+                self.sleep(delay)
+                delay = min(delay * 2, self.cap)
 
 
 def urllib_transport(request: HttpRequest) -> HttpResponse:
@@ -71,8 +119,8 @@ def urllib_transport(request: HttpRequest) -> HttpResponse:
             return HttpResponse(response.status, response.read())
     except urllib.error.HTTPError as exc:
         return HttpResponse(exc.code, exc.read())
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise ApiError(0, f"cannot reach the API: {exc}") from None
+    except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
+        raise ApiError(0, f"cannot reach the API: {exc}", network=True) from None
 
 
 def is_local(url: str) -> bool:
@@ -147,11 +195,31 @@ class Client:
         return result
 
 
-def tail(client: Client, build_id: str, out: TextIO, *, after: str = "0-0", colour: bool = False) -> int:
-    """Print the log until it ends (long-poll); return the build's exit code."""
+def _outage_notice(err: TextIO) -> Callable[[ApiError], None]:
+    def notice(exc: ApiError) -> None:
+        text = f"buildlogs: {exc}; retrying (the log resumes where it stopped)"
+        print(f"{DIM}{text}{RESET}" if use_colour(err) else text, file=err, flush=True)
+
+    return notice
+
+
+def tail(
+    client: Client,
+    build_id: str,
+    out: TextIO,
+    *,
+    after: str = "0-0",
+    colour: bool = False,
+    backoff: Backoff | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Print the log until it ends (long-poll); return the build's exit code. Transient errors are
+    retried (``backoff``) from the same cursor, so no entry is skipped or printed twice."""
+    backoff = backoff or Backoff()
+    notice = _outage_notice(err or sys.stderr)
     cursor, status = after, ""
     while True:
-        page = client.logs(build_id, cursor)
+        page = backoff.call(partial(client.logs, build_id, cursor), notice)
         for raw in page["entries"]:
             entry = LogEntry.model_validate(raw)
             print(format_entry(entry, colour), file=out, flush=True)
@@ -160,7 +228,7 @@ def tail(client: Client, build_id: str, out: TextIO, *, after: str = "0-0", colo
         cursor = page["next"]
         if page["done"]:
             break
-    status = status or str(client.status(build_id).get("status", ""))
+    status = status or str(backoff.call(partial(client.status, build_id), notice).get("status", ""))
     return EXIT_CODES.get(status, EXIT_CODES["FAILED"])
 
 
@@ -178,7 +246,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, transport: Transport = urllib_transport, out: TextIO | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    transport: Transport = urllib_transport,
+    out: TextIO | None = None,
+    backoff: Backoff | None = None,
 ) -> int:
     """Run the CLI; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -198,8 +270,8 @@ def main(
             print(f"logs:   {client.api_url}{result['logs_url']}", file=out, flush=True)
             if not args.follow:
                 return 0
-            return tail(client, build_id, out, colour=use_colour(out))
-        return tail(client, args.build_id, out, after=args.after, colour=use_colour(out))
+            return tail(client, build_id, out, colour=use_colour(out), backoff=backoff)
+        return tail(client, args.build_id, out, after=args.after, colour=use_colour(out), backoff=backoff)
     except ApiError as exc:
         print(f"buildlogs: {exc}", file=sys.stderr)
         return EXIT_API_ERROR
