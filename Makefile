@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) -m bench.stream_throughput
 	$(PY) -m bench.stream_latency
 	$(PY) -m bench.cold_import
+	$(PY) -m bench.archive
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
 NPM_STAMP := node_modules/.installed

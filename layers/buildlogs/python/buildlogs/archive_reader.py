@@ -77,15 +77,20 @@ def _records(
             object_last_id = (response.get("Metadata") or {}).get("last-id")
             if object_last_id != last_id:
                 raise _StaleIndex(f"object last id {object_last_id!r}, index last id {last_id!r}")
-        first = True
-        for line in body.iter_lines(chunk_size=CHUNK_SIZE):
-            if not line.strip():
-                continue
-            record: dict[str, Any] = orjson.loads(line)
-            if first and start is not None and record.get("id") != start[0]:
-                raise _StaleIndex(f"line at offset {start[1]} is {record.get('id')!r}, not {start[0]!r}")
-            first = False
+        lines = body.iter_lines(chunk_size=CHUNK_SIZE)
+        if start is not None:  # the line at the offset must be the indexed entry's
+            line = next(lines, b"")
+            try:
+                record: dict[str, Any] = orjson.loads(line)
+            except ValueError:
+                record = {}
+            if not isinstance(record, dict) or record.get("id") != start[0]:
+                raise _StaleIndex(f"the line at offset {start[1]} is not entry {start[0]!r}")
             yield record
+        for line in lines:
+            if line.strip():
+                record = orjson.loads(line)
+                yield record
     finally:
         body.close()  # also when the caller stops early: the rest of the object is never read
 
