@@ -354,8 +354,9 @@ async def test_without_an_index_the_summary_reads_the_archive(redis: Redis, s3: 
 async def test_a_live_summary_reads_only_the_entries_added_since_the_previous_request(
     redis: Redis, build_id: str
 ) -> None:
-    # GIVEN a live log summarised once
+    # GIVEN a live log of more than a page, summarised once
     await write_build_log(redis, build_id)
+    await write_lines(redis, build_id, 1500)
     await summarise_log(redis, None, "", build_id, finished=False)
     covered = orjson.loads(await redis.get(summary_key(build_id)) or b"{}")["after"]
     await write_lines(redis, build_id, 10, phase="start")
@@ -394,6 +395,18 @@ async def test_a_live_summary_reads_a_bounded_number_of_pages_per_request(
     # THEN the first request stopped after 2,000 entries; the second went on and caught up
     assert first.stages == []
     assert [(s.name, s.status) for s in second.stages] == [("start", "running")]
+
+
+async def test_a_log_shorter_than_a_page_is_not_cached(redis: Redis, build_id: str) -> None:
+    # GIVEN a small live log
+    await write_build_log(redis, build_id)
+
+    # WHEN it is summarised
+    summary = await summarise_log(redis, None, "", build_id, finished=False)
+
+    # THEN its stages are there and no cache key was written
+    assert [stage.name for stage in summary.stages] == ["provision", "install", "build"]
+    assert await redis.exists(summary_key(build_id)) == 0
 
 
 async def test_an_unreadable_summary_cache_is_rebuilt(redis: Redis, build_id: str) -> None:

@@ -140,7 +140,8 @@ async def summarise_log(
       index (``index.json``, one small GET). An archive without an index is read in full, as
       before.
     - Live: incremental. The summary so far and the id of the last entry it covers are cached
-      in Redis (:func:`summary_key`); each request reads only the entries added since (XRANGE
+      in Redis (:func:`summary_key`, once the log outgrew one page); each request reads only
+      the entries added since (XRANGE
       pages of 1,000), at most ``MAX_SUMMARY_PAGES`` pages — a log that grew by more than
       that since the previous request is summarised up to there, and the next request goes
       on from there. Results equal a full scan otherwise; concurrent requests may both write
@@ -167,16 +168,18 @@ async def summarise_log(
 async def _live_summary(redis: "Redis | RedisCluster", build_id: str, finished: bool) -> LogSummary:
     key, cache_key = logs_key(build_id), summary_key(build_id)
     summary, after = _cached_summary(build_id, await redis.get(cache_key))
-    last = after
+    last, scanned = after, 0
     for _ in range(MAX_SUMMARY_PAGES):
         page: Any = await redis.xrange(key, min=f"({last}" if last else "-", max="+", count=PAGE_SIZE)
+        scanned += len(page)
         for entry_id, fields in page:
             summary.feed(entry_record(entry_id, fields))
         if page:
             last = str(entry_record(page[-1][0], {})["id"])
         if len(page) < PAGE_SIZE:
             break
-    if last and last != after:
+    # A log shorter than one page is re-read in one XRANGE: no cache key (and no write) for it.
+    if last and last != after and (after is not None or scanned >= PAGE_SIZE):
         state = orjson.dumps({"after": last, "summary": summary.state()})
         await redis.set(cache_key, state, ex=get_settings().log_stream_ttl_seconds)
     return summary.result(finished, "stream")
