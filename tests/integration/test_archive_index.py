@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 from buildlogs.archive import archive_logs
 from buildlogs.archive_index import INDEX_EVERY, Summariser, feed_all, index_key, load_index
 from buildlogs.archive_reader import MAX_FILTERED_PAGES, read_archive_page
-from buildlogs.build_logs import LogFilter, summarise_log, summary_key
-from buildlogs.keys import archive_key, logs_key
+from buildlogs.build_logs import LogFilter, summarise_log
+from buildlogs.keys import archive_key, logs_key, summary_key
 from tests.integration.test_archive_support import (
     BUCKET,
     archived_records,

@@ -16,7 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive_index import LogSummary, StageSummary, Summariser, load_index
 from buildlogs.archive_reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
-from buildlogs.keys import logs_key, validate_build_id, validate_entry_id
+from buildlogs.keys import logs_key, summary_key, validate_build_id, validate_entry_id
 from buildlogs.models import LogEntry, entry_record
 from buildlogs.observability import logger, tracer
 from buildlogs.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
@@ -119,15 +119,6 @@ PAGE_SIZE = 1000
 MAX_SUMMARY_PAGES = 50
 
 _Summariser = Summariser  # the name the API's unit tests use
-
-
-def summary_key(build_id: str) -> str:
-    """The API's cache of a live log's summary: ``{"after": entry id, "summary": state}``.
-
-    Carries the build's ``{build_id}`` hash tag (same cluster slot as its stream) and the
-    stream's TTL, refreshed on every write.
-    """
-    return f"job:{{{validate_build_id(build_id)}}}:summary"
 
 
 @tracer.capture_method(capture_response=False)

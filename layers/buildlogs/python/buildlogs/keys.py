@@ -38,6 +38,11 @@ def meta_key(build_id: str) -> str:
     return f"job:{{{validate_build_id(build_id)}}}:meta"
 
 
+def summary_key(build_id: str) -> str:
+    """The API's cache of a live log's stage summary (same slot as the stream, the stream's TTL)."""
+    return f"job:{{{validate_build_id(build_id)}}}:summary"
+
+
 def archive_key(build_id: str) -> str:
     """Where the archiver writes the build's NDJSON log."""
     return f"build-logs/{validate_build_id(build_id)}/build.jsonl"
