@@ -65,3 +65,19 @@ async def test_late_lines_not_yet_deleted_do_not_count_or_reopen_the_log(redis: 
     assert page.done
     assert page.entries[-1].event == "end"
     assert all(e.text != "too late" for e in page.entries)
+
+
+async def test_an_emptied_stream_ahead_of_the_clock_still_gets_its_end(redis: Redis, s3: Any, build_id: str) -> None:
+    # GIVEN a stream whose entries were all deleted, its last id ahead of this clock
+    key = f"job:{{{build_id}}}:logs"
+    future = await redis.xadd(key, {"ts": 1, "source": "stdout", "phase": "build", "text": "x"}, id="99999999999999-5")
+    await redis.xdel(key, future)
+    # WHEN the build is archived
+    result = await archive_logs(redis, s3, BUCKET, build_id, "FAILED", kill_sandbox=KillRecorder(), ttl_seconds=600)
+    # THEN the end entry was appended after that id and recorded, and the archive holds it
+    stream = await stream_records(redis, build_id)
+    assert [r["event"] for r in stream] == ["end"]
+    assert stream[0]["id"] == "99999999999999-6"
+    assert result is not None
+    assert result.lines == 1
+    assert archived_records(s3, build_id) == stream

@@ -76,6 +76,13 @@ async def test_long_poll_returns_as_soon_as_an_entry_arrives(redis: Redis, build
     await streamer.close()
 
 
+@pytest.mark.parametrize("wait_ms", [0, 10])
+async def test_the_largest_possible_cursor_is_an_empty_page(redis: Redis, build_id: str, wait_ms: int) -> None:
+    last = f"{2**64 - 1}-{2**64 - 1}"
+    page = await LogReader(redis).read(build_id, after=last, wait_ms=wait_ms)
+    assert (page.entries, page.next, page.done) == ([], last, False)
+
+
 async def test_an_empty_poll_returns_the_same_cursor(redis: Redis, build_id: str) -> None:
     page = await LogReader(redis).read(build_id, after="5-3", wait_ms=50)
     assert (page.entries, page.next, page.done) == ([], "5-3", False)

@@ -1,6 +1,9 @@
 """LogStreamer against a real Redis: batching, the time-based flush, trimming, outages."""
 
+import asyncio
 import math
+import socket
+import threading
 from typing import Any
 
 import pytest
@@ -9,6 +12,8 @@ from redis.asyncio import Redis
 from buildlogs import streamer as streamer_module
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.reader import LogReader
+from buildlogs.redis_client import create_redis
+from buildlogs.settings import Settings
 from buildlogs.streamer import END_ID_FIELD, LogStreamer
 from tests.support.redis_servers import RedisServer
 from tests.support.streams import CountingRedis, entries, lines
@@ -149,8 +154,8 @@ async def test_lone_surrogates_in_text_chunks_never_reach_the_caller(redis: Redi
     await streamer.write_event("event \udc00 text")
     await streamer.close()
     # THEN nothing raised, no line was lost, the bad character is replaced
-    assert [t for _, t in await lines(redis, build_id)] == ["ok 1", "bad ? char", "ok 2"]
-    assert [e.text for e in await entries(redis, build_id) if e.source == "system"] == ["event ? text"]
+    assert [t for _, t in await lines(redis, build_id)] == ["ok 1", "bad \ufffd char", "ok 2"]
+    assert [e.text for e in await entries(redis, build_id) if e.source == "system"] == ["event \ufffd text"]
 
 
 async def test_nothing_is_written_after_the_end_entry(redis: Redis, build_id: str) -> None:
@@ -180,3 +185,24 @@ async def test_nothing_is_written_after_the_end_entry(redis: Redis, build_id: st
     page = await LogReader(redis).read(build_id)
     assert page.done
     assert page.entries[-1].id == end_id
+
+
+async def test_a_redis_that_never_answers_cannot_hold_a_stage(build_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a "Redis" that accepts connections and never answers (a hung server, a black hole)
+    monkeypatch.setattr(streamer_module, "WRITE_TIMEOUT_S", 0.2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.extend(server.accept()[0] for _ in range(100)), daemon=True).start()
+    client = create_redis(Settings(redis_url=f"redis://127.0.0.1:{server.getsockname()[1]}/0"))
+    try:
+        streamer = LogStreamer(client, build_id, "install")
+        # WHEN a stage streams a line and ends
+        await streamer.on_stdout("a line\n")
+        await asyncio.wait_for(streamer.close(), timeout=30)
+    finally:
+        server.close()
+    # THEN it returned (each attempt is bounded), with the line counted as lost, not raised
+    assert streamer.lines_dropped == 1
+    assert accepted, "the streamer never even connected"

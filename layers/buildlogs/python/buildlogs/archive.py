@@ -199,6 +199,7 @@ async def _close_stream(redis: "Redis | RedisCluster", key: str, status: str, bu
                     fields = {_text(k): _text(v) for k, v in last[0][1].items()}
                     if fields.get("event") == "end":  # closed before end ids were recorded
                         return await _closed_snapshot(pipe, key, last_id, status)
+                if last or await pipe.exists(key):  # an emptied stream still remembers its last id
                     info: Any = await pipe.xinfo_stream(key)
                     last_id = max(last_id, _text(info["last-generated-id"]), key=entry_id_key)
                 phase = fields.get("phase") or ARCHIVE_PHASE

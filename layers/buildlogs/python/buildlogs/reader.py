@@ -11,11 +11,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.keys import entry_id_key, logs_key, validate_entry_id
+from buildlogs.keys import entry_id_key, logs_key, meta_key, validate_entry_id
 from buildlogs.models import LogEntry
+from buildlogs.streamer import END_ID_FIELD
 
 MAX_LIMIT = 1000
-MAX_WAIT_MS = 20_000  # API Gateway's 29 s limit leaves room for one 20 s wait
+MAX_WAIT_MS = 20_000
+LAST_POSSIBLE_ID = f"{2**64 - 1}-{2**64 - 1}"  # API Gateway's 29 s limit leaves room for one 20 s wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class LogReader:
             # BLOCK only waits when nothing is.
             streams: Any = await self._redis.xread({key: after}, count=limit, block=wait_ms)
             raw = [pair for _key, pairs in streams or () for pair in pairs]
+        elif after == LAST_POSSIBLE_ID:  # nothing can follow it (and Redis rejects "(" + it)
+            raw = []
         else:
             raw = list(await self._redis.xrange(key, min=f"({after}", max="+", count=limit) or ())
         entries = [LogEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
@@ -55,11 +59,17 @@ class LogReader:
                 return LogPage(entries[: index + 1], entry.id, True)
         if entries:
             return LogPage(entries, entries[-1].id, False)
-        return LogPage([], after, await self._ended_at_or_before(key, after))
+        return LogPage([], after, await self._ended_at_or_before(key, after, job_id))
 
-    async def _ended_at_or_before(self, key: str, after: str) -> bool:
-        """With nothing new: the log is done if its last entry is ``end`` and the caller has it."""
-        last: Any = await self._redis.xrevrange(key, max="+", min="-", count=1)
+    async def _ended_at_or_before(self, key: str, after: str, build_id: str) -> bool:
+        """With nothing new: the log is done if its ``end`` (recorded by the archiver, else its
+        last entry) is at or before the caller's cursor."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(meta_key(build_id), END_ID_FIELD)
+        pipe.xrevrange(key, max="+", min="-", count=1)
+        end_id, last = await pipe.execute()
+        if end_id:
+            return bool(entry_id_key(end_id) <= entry_id_key(after))
         if not last:
             return False
         entry = LogEntry.from_stream(*last[0])

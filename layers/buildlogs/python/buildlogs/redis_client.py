@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from buildlogs.settings import Settings, get_settings
 
@@ -30,6 +32,9 @@ def create_redis(settings: Settings | None = None) -> "Redis | RedisCluster":
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "health_check_interval": 30,
+        # One quick retry (a warm Lambda's stale connection), never redis-py's nested default
+        # retries: a Redis that hangs must not hold a stage or a request for minutes.
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
     }
     if not settings.redis_url:
         return _embedded_redis()

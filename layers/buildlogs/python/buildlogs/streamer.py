@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 MASK = "***"
 # Retries of one batch while Redis does not answer: short, so a build is never held up for long.
 RETRY_DELAYS_S = (0.05, 0.1, 0.2)
+# The longest one write attempt may take (a connect plus one pipeline round trip).
+WRITE_TIMEOUT_S = 3.0
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # While Redis is known to be down, try again at most this often (lines in between are dropped).
 OUTAGE_PROBE_INTERVAL_S = 0.5
 # Meta hash fields of the trimming bookkeeping (shared by every stage writing the stream).
@@ -309,12 +312,13 @@ class LogStreamer:
         and reports earlier losses even with no line left to write.
         """
         async with self._lock:
-            size = self._flush_lines
+            size, attempted = self._flush_lines, False
             while self._buffer and (not full_only or len(self._buffer) >= size):
                 batch = self._buffer[:size]
                 del self._buffer[:size]
                 await self._write_batch(batch, force)
-            if force and self._lost:
+                attempted = True
+            if force and self._lost and not attempted:
                 await self._write_batch([], force)  # the loss report on its own
             if not self._buffer:
                 self._cancel_timer()
@@ -361,12 +365,16 @@ class LogStreamer:
         return entry
 
     async def _xadd_all(self, batch: list[Entry]) -> None:
+        """One bounded attempt: a Redis that accepts connections but never answers must not
+        hold a stage until its Lambda timeout (asyncio's TimeoutError is an OSError)."""
         try:
-            await self._pipeline(batch)
+            await asyncio.wait_for(self._pipeline(batch), WRITE_TIMEOUT_S)
         except UnicodeEncodeError:  # lone surrogates in a str chunk: Redis wants UTF-8 (rare, so not checked upfront)
             for entry in batch:
-                entry["text"] = entry["text"].encode("utf-8", "replace").decode("utf-8")
-            await self._pipeline(batch)
+                for name, value in entry.items():
+                    if isinstance(value, str):
+                        entry[name] = _SURROGATE.sub("\ufffd", value)
+            await asyncio.wait_for(self._pipeline(batch), WRITE_TIMEOUT_S)
 
     async def _pipeline(self, batch: list[Entry]) -> None:
         """XADD the batch in one round trip, and learn in the same trip whether the log has ended.
@@ -382,13 +390,17 @@ class LogStreamer:
         pipe.hget(self._meta_key, END_ID_FIELD)
         for entry in batch:
             pipe.xadd(key, entry, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-        end_id, *added = await pipe.execute()
+        end_id, *_added = await pipe.execute()
         if end_id:
             self._ended = True
             logger.warning("the log of %s has ended (%s); later lines are discarded", self.job_id, end_id)
-            late = [entry_id for entry_id in added if entry_id_key(entry_id) > entry_id_key(end_id)]
-            if late:
-                await self._redis.xdel(key, *late)
+            await self._delete_after(end_id)
+
+    async def _delete_after(self, end_id: str) -> None:
+        """Remove every entry after ``end`` (ours, or another late writer's)."""
+        late: Any = await self._redis.xrange(self._key, min=f"({end_id}", max="+")
+        if late:
+            await self._redis.xdel(self._key, *(entry_id for entry_id, _fields in late))
 
     # -- trimming notice ------------------------------------------------------------------------
 
@@ -405,8 +417,11 @@ class LogStreamer:
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.xinfo_stream(self._key)
-            pipe.hmget(self._meta_key, [NOTICE_ID_FIELD, NOTICES_FIELD, NOTICE_DROPPED_FIELD])
-            info, (notice_id, notices, reported) = await pipe.execute()
+            pipe.hmget(self._meta_key, [NOTICE_ID_FIELD, NOTICES_FIELD, NOTICE_DROPPED_FIELD, END_ID_FIELD])
+            info, (notice_id, notices, reported, end_id) = await pipe.execute()
+            if end_id:  # the log is closed: nothing may follow its end, not even a notice
+                self._ended = True
+                return
             removed = int(info["entries-added"]) - int(info["length"])
             if removed <= 0:
                 return
