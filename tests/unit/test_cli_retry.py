@@ -255,3 +255,20 @@ def test_a_non_http_url_is_not_transient() -> None:
     with pytest.raises(ApiError) as caught:
         urllib_transport(HttpRequest("GET", "ftp://127.0.0.1/builds", {}))
     assert not caught.value.transient
+
+
+@pytest.mark.parametrize("body", [b"<html>gateway</html>", b"", b"[1, 2]", b'{"entries": "nope"}'])
+def test_a_200_that_is_not_a_log_page_exits_3_with_a_reason(
+    clock: FakeClock, capsys: pytest.CaptureFixture[str], body: bytes
+) -> None:
+    # GIVEN something between us and the API answering 200 with a body that is no log page
+    def transport(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, body)
+
+    # WHEN tail follows the build
+    code = main(["--api", API, "tail", BUILD], transport=transport, out=io.StringIO(), backoff=clock.backoff())
+    # THEN it exits 3 with one clear line, no traceback
+    err = capsys.readouterr().err
+    assert code == 3
+    assert err.startswith("buildlogs: HTTP 200: ")
+    assert "Traceback" not in err

@@ -179,6 +179,8 @@ class Client:
         if response.status >= 400:
             message = payload.get("message") if isinstance(payload, dict) else None
             raise ApiError(response.status, str(message or response.body[:200].decode("utf-8", "replace")))
+        if not isinstance(payload, dict):  # a proxy's HTML page, an empty body: a clear error, no traceback
+            raise ApiError(response.status, f"the API answered {method} {path} with something that is not JSON")
         return payload
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +194,8 @@ class Client:
     def logs(self, build_id: str, after: str, wait: int = LONG_POLL_SECONDS, limit: int = 1000) -> dict[str, Any]:
         query = {"after": after, "limit": limit, "wait": wait}
         result: dict[str, Any] = self.request("GET", f"/builds/{quote(build_id, safe='')}/logs", query=query)
+        if not isinstance(result.get("entries"), list) or "next" not in result or "done" not in result:
+            raise ApiError(200, "the logs response lacks entries/next/done")
         return result
 
 
