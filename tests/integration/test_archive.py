@@ -94,7 +94,7 @@ async def test_duplicate_delivery_writes_one_end_and_leaves_the_same_object(
     assert second is not None
     assert (second.key, second.lines, second.bytes) == (first.key, first.lines, first.bytes)
     assert not second.uploaded
-    assert set(counting.calls) == {"head_object"}
+    assert set(counting.calls) == {"head_object", "get_object"}  # reads only (the index is checked), no write
 
 
 async def test_concurrent_deliveries_still_write_exactly_one_end(

@@ -9,10 +9,10 @@ from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 
 from buildlogs.archive import archive_logs
-from buildlogs.archive_index import INDEX_EVERY, Summariser, feed_all, index_key, load_index
+from buildlogs.archive_index import INDEX_EVERY, Summariser, feed_all, load_index
 from buildlogs.archive_reader import MAX_FILTERED_PAGES, read_archive_page
 from buildlogs.build_logs import LogFilter, summarise_log
-from buildlogs.keys import archive_key, logs_key, summary_key
+from buildlogs.keys import archive_key, index_key, logs_key, summary_key
 from tests.integration.test_archive_support import (
     BUCKET,
     archived_records,
@@ -280,6 +280,28 @@ async def test_a_failed_index_write_never_fails_archival_and_reads_fall_back(
     records = archived_records(s3, build_id)
     page = read_archive_page(s3, BUCKET, build_id, after=records[1200]["id"], limit=3)
     assert [entry.id for entry in page.entries] == [r["id"] for r in records[1201:1204]]
+
+
+@pytest.mark.parametrize("stream_expired", [False, True])
+async def test_a_repeated_event_repairs_a_missing_index(
+    redis: Redis, s3: Any, build_id: str, stream_expired: bool
+) -> None:
+    # GIVEN a log archived while S3 refused its index
+    await write_lines(redis, build_id, 2500)
+    await archive_logs(redis, FailingIndexPut(s3), BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
+    assert load_index(s3, BUCKET, build_id) is None
+    if stream_expired:
+        await redis.delete(logs_key(build_id))
+    # WHEN the event is delivered again
+    await archive_logs(redis, s3, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
+    # THEN the index exists and points at the start of every 1,000th line of the object
+    index = load_index(s3, BUCKET, build_id)
+    assert index is not None
+    body = s3.get_object(Bucket=BUCKET, Key=archive_key(build_id))["Body"].read()
+    starts = [0, *(position + 1 for position, byte in enumerate(body[:-1]) if byte == 0x0A)]
+    records = archived_records(s3, build_id)
+    assert index.offsets == tuple((records[n]["id"], starts[n]) for n in range(0, len(records), INDEX_EVERY))
+    assert (index.lines, index.last_id) == (len(records), records[-1]["id"])
 
 
 async def test_a_filtered_page_scans_a_bounded_number_of_entries(redis: Redis, s3: Any, build_id: str) -> None:

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import WatchError
 
-from buildlogs.archive_index import IndexBuilder, put_index
+from buildlogs.archive_index import IndexBuilder, ensure_index, put_index
 from buildlogs.keys import archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.models import entry_record
 from buildlogs.observability import logger, metrics, tracer
@@ -107,6 +107,7 @@ async def archive_logs(
             existing = await head_archive(s3, bucket, okey)
             if existing is not None:
                 logger.info("stream gone, archive exists: left untouched", extra={"build_id": build_id, "key": okey})
+                await asyncio.to_thread(ensure_index, s3, bucket, build_id)  # its index write may have failed
                 return existing
         snapshot = await _close_stream(redis, key, status, build_id)
         if not bucket:
@@ -118,6 +119,7 @@ async def archive_logs(
         existing = None if snapshot.appended else await head_archive(s3, bucket, okey)
         if existing is not None and existing.last_id == snapshot.last_id:
             result = existing  # an earlier delivery archived this very stream
+            await asyncio.to_thread(ensure_index, s3, bucket, build_id)  # its index write may have failed
         else:
             result = await _upload(redis, s3, bucket, key, okey, snapshot, build_id, part_size, page_size)
             metrics.add_metric(name="ArchivedLines", unit=MetricUnit.Count, value=result.lines)

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from buildlogs.keys import entry_id_key, validate_build_id
+from buildlogs.keys import archive_key, entry_id_key, index_key
 from buildlogs.observability import logger
 
 INDEX_VERSION = 1
@@ -45,11 +45,6 @@ INDEX_CONTENT_TYPE = "application/json"
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 STAGE_EVENTS = frozenset({"stage_start", "stage_end", "build_failed"})
-
-
-def index_key(build_id: str) -> str:
-    """Where the archiver writes the index of ``build-logs/{build_id}/build.jsonl``."""
-    return f"build-logs/{validate_build_id(build_id)}/index.json"
 
 
 # -- the stage summary ----------------------------------------------------------------------------
@@ -191,6 +186,39 @@ def put_index(s3: Any, bucket: str, build_id: str, body: bytes) -> bool:
         )
         return False
     return True
+
+
+def rebuild_index(s3: Any, bucket: str, build_id: str) -> bytes:
+    """The index of an existing archive, from the object itself (its write failed earlier).
+
+    Streams the object line by line: memory stays bounded whatever the log's size.
+    """
+    builder, offset, lines, last_id = IndexBuilder(), 0, 0, ""
+    body = s3.get_object(Bucket=bucket, Key=archive_key(build_id))["Body"]
+    try:
+        for raw in body.iter_lines(chunk_size=1 << 16, keepends=True):
+            record = orjson.loads(raw)
+            if lines == builder.next_line:
+                builder.mark(str(record["id"]), offset)
+            if record.get("source") == "system":
+                builder.feed(record)
+            offset, lines, last_id = offset + len(raw), lines + 1, str(record["id"])
+    finally:
+        body.close()
+    return builder.document(lines=lines, last_id=last_id, size=offset)
+
+
+def ensure_index(s3: Any, bucket: str, build_id: str) -> None:
+    """Write the index of an archive that has none (a repeated event repairs a failed write).
+
+    Best effort, like :func:`put_index`: readers fall back to reading the log from byte 0.
+    """
+    try:
+        if load_index(s3, bucket, build_id) is not None:
+            return
+        put_index(s3, bucket, build_id, rebuild_index(s3, bucket, build_id))
+    except Exception as exc:
+        logger.warning("archive index not repaired", extra={"build_id": build_id, "error": repr(exc)})
 
 
 # -- reading the index (API side) ---------------------------------------------------------------

@@ -48,6 +48,11 @@ def archive_key(build_id: str) -> str:
     return f"build-logs/{validate_build_id(build_id)}/build.jsonl"
 
 
+def index_key(build_id: str) -> str:
+    """The archive's sidecar index (byte offsets, stage summary), beside ``build.jsonl``."""
+    return f"build-logs/{validate_build_id(build_id)}/index.json"
+
+
 def spec_key(build_id: str) -> str:
     """Where the API stores the validated BuildSpec for the stages to read."""
     return f"sources/{validate_build_id(build_id)}/spec.json"
