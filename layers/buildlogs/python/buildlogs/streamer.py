@@ -368,13 +368,15 @@ class LogStreamer:
         """One bounded attempt: a Redis that accepts connections but never answers must not
         hold a stage until its Lambda timeout (asyncio's TimeoutError is an OSError)."""
         try:
-            await asyncio.wait_for(self._pipeline(batch), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):  # no task per batch, unlike wait_for
+                await self._pipeline(batch)
         except UnicodeEncodeError:  # lone surrogates in a str chunk: Redis wants UTF-8 (rare, so not checked upfront)
             for entry in batch:
                 for name, value in entry.items():
                     if isinstance(value, str):
                         entry[name] = _SURROGATE.sub("\ufffd", value)
-            await asyncio.wait_for(self._pipeline(batch), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await self._pipeline(batch)
 
     async def _pipeline(self, batch: list[Entry]) -> None:
         """XADD the batch in one round trip, and learn in the same trip whether the log has ended.
