@@ -32,9 +32,10 @@ def create_redis(settings: Settings | None = None) -> "Redis | RedisCluster":
         "socket_timeout": SOCKET_TIMEOUT_SECONDS,
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "health_check_interval": 30,
-        # One quick retry (a warm Lambda's stale connection), never redis-py's nested default
-        # retries: a Redis that hangs must not hold a stage or a request for minutes.
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+        # A few quick retries (a warm Lambda's stale connection, a cluster client's connections
+        # reset while it discovers the slots) with short backoff instead of redis-py's default of
+        # up to 10 s; the streamer bounds each write itself, so a hung Redis never holds a stage.
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
     }
     if not settings.redis_url:
         return _embedded_redis()
