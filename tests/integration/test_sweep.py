@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -69,6 +70,18 @@ def wait_for_moto_executions() -> None:
             assert not thread.is_alive(), f"{thread.name} did not finish"
 
 
+def wait_until_parked(sfn: Any, execution_arn: str) -> None:
+    """Until the execution sits in its Wait state (moto cannot stop an execution whose worker
+    thread has not started yet); polls the history with a deadline."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+        if any(event["type"] == "WaitStateEntered" for event in events):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{execution_arn} never reached its Wait state")
+
+
 def start(sfn: Any, machine: str, name: str, outcome: str) -> str:
     return str(
         sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps({"outcome": outcome}))["executionArn"]
@@ -96,9 +109,11 @@ async def test_sweep_archives_exactly_the_finished_builds_without_an_archive(
     start(sfn, machine, build_ids["archived"], "ok")
     stopped = start(sfn, machine, build_ids["stopped"], "hold")
     start(sfn, other_machine, build_ids["other"], "ok")
+    wait_until_parked(sfn, stopped)
     sfn.stop_execution(executionArn=stopped)
     wait_for_moto_executions()
-    running = start(sfn, machine, build_ids["running"], "hold")  # parked in its Wait state
+    running = start(sfn, machine, build_ids["running"], "hold")
+    wait_until_parked(sfn, running)
     assert sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED"
     assert sfn.describe_execution(executionArn=running)["status"] == "RUNNING"
     kill = KillRecorder()
