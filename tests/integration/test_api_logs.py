@@ -11,6 +11,7 @@ from buildlogs.archive import archive_logs
 from buildlogs.keys import entry_id_key, logs_key, meta_key
 from buildlogs.streamer import LogStreamer
 from tests.integration.test_api_support import ARCHIVE, Api, api, archive_and_expire, spec, write_log
+from tests.support.streams import wait_for_blocked_reader
 
 pytestmark = [pytest.mark.redis]
 __all__ = ["api"]  # the fixture, used by name
@@ -18,16 +19,6 @@ __all__ = ["api"]  # the fixture, used by name
 
 def _submit(api: Api, build_id: str) -> None:
     assert api.call("POST", "/builds", spec(build_id=build_id)).status == 202
-
-
-async def _wait_for_blocked_reader(redis: Redis) -> None:
-    """Until the server shows a client blocked in XREAD (polls the server's view; no clock sleeps)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        clients = await redis.client_list()
-        if any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in clients):
-            return
-    raise AssertionError("the API never blocked in XREAD")
 
 
 SCRIPT = [
@@ -212,7 +203,7 @@ async def test_a_long_poll_returns_as_soon_as_an_entry_arrives(api: Api, redis: 
     _submit(api, build_id)
     started = time.monotonic()
     read = asyncio.create_task(asyncio.to_thread(api.call, "GET", f"/builds/{build_id}/logs?wait=20"))
-    await _wait_for_blocked_reader(redis)
+    await wait_for_blocked_reader(redis)
     # WHEN a line is written
     streamer = LogStreamer(redis, build_id, "build", flush_interval_ms=0)
     await streamer.on_stdout("hello\n")
@@ -242,11 +233,11 @@ async def test_a_filtered_long_poll_waits_for_a_matching_entry(api: Api, redis: 
     # GIVEN a reader long-polling for stderr only
     _submit(api, build_id)
     read = asyncio.create_task(asyncio.to_thread(api.call, "GET", f"/builds/{build_id}/logs?wait=20&source=stderr"))
-    await _wait_for_blocked_reader(redis)
+    await wait_for_blocked_reader(redis)
     # WHEN stdout arrives first, then stderr
     streamer = LogStreamer(redis, build_id, "build", flush_interval_ms=0)
     await streamer.on_stdout("not this\n")
-    await _wait_for_blocked_reader(redis)
+    await wait_for_blocked_reader(redis)
     await streamer.on_stderr("this\n")
     await streamer.close()
     # THEN the page holds the stderr line, and next is past the stdout line

@@ -8,16 +8,7 @@ from redis.asyncio import Redis
 
 from buildlogs.reader import LogReader
 from buildlogs.streamer import LogStreamer
-
-
-async def _wait_for_blocked_reader(redis: Redis) -> None:
-    """Until a client is blocked in XREAD (no sleeping on the clock: poll the server's view)."""
-    for _ in range(2000):
-        clients = await redis.client_list()
-        if any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in clients):
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the reader never blocked in XREAD")
+from tests.support.streams import wait_for_blocked_reader
 
 
 async def test_readers_following_next_see_every_entry_once_while_writing(redis: Redis, build_id: str) -> None:
@@ -64,7 +55,7 @@ async def test_long_poll_returns_as_soon_as_an_entry_arrives(redis: Redis, build
     # GIVEN a reader long-polling an empty stream for up to 10 s
     reader = LogReader(redis)
     read = asyncio.create_task(reader.read(build_id, wait_ms=10_000))
-    await _wait_for_blocked_reader(redis)
+    await wait_for_blocked_reader(redis)
     # WHEN a line is written
     streamer = LogStreamer(redis, build_id, "build", flush_interval_ms=0)
     await streamer.on_stdout("hello\n")

@@ -1,5 +1,7 @@
 """Helpers to look at a build's stream the way readers see it."""
 
+import asyncio
+import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -17,6 +19,17 @@ async def entries(redis: Redis, build_id: str) -> list[LogEntry]:
 async def lines(redis: Redis, build_id: str) -> list[tuple[str, str]]:
     """The ``(source, text)`` of every non-system entry, in order."""
     return [(e.source, e.text) for e in await entries(redis, build_id) if e.source != "system"]
+
+
+async def wait_for_blocked_reader(redis: Redis, timeout: float = 10.0) -> None:
+    """Until the server shows a client blocked in XREAD: polls the server's view, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clients = await redis.client_list()
+        if any(c.get("cmd") == "xread" and "b" in c.get("flags", "") for c in clients):
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("no client ever blocked in XREAD")
 
 
 class CountingRedis:
