@@ -22,12 +22,12 @@ $(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.tx
 	@# make `import buildlogs` work for every tool run from the venv, as the Lambda layer does
 	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "buildlogs-layer.pth").write_text("$(CURDIR)/$(PKG)\n")'
 	@# the client CLI: .venv/bin/buildlogs submit SPEC.json | tail BUILD_ID
-	@printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m buildlogs.cli "$$@"\n' > $(VENV)/bin/buildlogs
+	@printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m buildlogs.client.cli "$$@"\n' > $(VENV)/bin/buildlogs
 	@chmod +x $(VENV)/bin/buildlogs
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m buildlogs.demo
+	$(PY) -m buildlogs.client.demo
 
 test: lint typecheck pytest
 

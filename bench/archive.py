@@ -33,10 +33,9 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from bench.common import REDIS_URL, median
-from buildlogs.archive import archive_logs
-from buildlogs.archive_index import index_key
-from buildlogs.keys import archive_key, logs_key, meta_key
-from buildlogs.models import entry_record
+from buildlogs.archive.archiver import archive_logs
+from buildlogs.keys import archive_key, index_key, logs_key, meta_key
+from buildlogs.stream.entries import entry_record
 
 SIZES = (100_000, 1_000_000)
 LINE_BYTES = 80

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from bench.common import REDIS_URL, median, percentile
 from buildlogs.keys import logs_key
-from buildlogs.reader import LogReader
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 
 SECONDS = 3.0
 RATES = (1_000, 20_000)

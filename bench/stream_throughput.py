@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from bench.common import REDIS_URL, median
 from buildlogs.keys import logs_key
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 
 LINES = 200_000
 LINE_BYTES = 80

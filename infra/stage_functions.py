@@ -6,7 +6,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from buildlogs.stages import STAGES, Stage
+from buildlogs.pipeline.stages import STAGES, Stage
 from infra.common import Network, python_function
 from infra.config import StackSettings
 from infra.constants import (

@@ -16,7 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from buildlogs.stages import CLEANUP, PIPELINE, Stage
+from buildlogs.pipeline.stages import CLEANUP, PIPELINE, Stage
 from infra.common import retention_days
 from infra.config import StackSettings
 from infra.constants import FAILURE_RESULT_PATH, LAMBDA_SERVICE_ERRORS

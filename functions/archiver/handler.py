@@ -1,8 +1,8 @@
 """Archiver Lambda: a terminal Step Functions status event archives that build's log; a
 scheduled event sweeps recently ended executions for builds still missing their archive.
 
-Thin on purpose: parsing and dispatch here, the work in ``buildlogs.archive`` and
-``buildlogs.sweep``. A transient Redis/S3 error raises (async invoke retries, then the DLQ); a
+Thin on purpose: parsing and dispatch here, the work in ``buildlogs.archive.archiver`` and
+``buildlogs.archive.sweep``. A transient Redis/S3 error raises (async invoke retries, then the DLQ); a
 permanent problem (invalid build id, missing bucket) returns with a warning.
 """
 
@@ -19,12 +19,12 @@ from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.archive import TERMINAL_STATUSES, KillSandbox, archive_logs
+from buildlogs.archive.archiver import TERMINAL_STATUSES, KillSandbox, archive_logs
+from buildlogs.archive.sweep import sweep
+from buildlogs.clients import create_redis
 from buildlogs.keys import validate_build_id
 from buildlogs.observability import logger, metrics, tracer
-from buildlogs.redis_client import create_redis
 from buildlogs.settings import Settings, get_settings
-from buildlogs.sweep import sweep
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
 STATUS_SOURCE = "aws.states"

@@ -1,6 +1,6 @@
 """The stage Lambda: one handler for every build stage; the stage comes from the function's STAGE.
 
-Thin on purpose: Powertools decorators, then ``buildlogs.stage_runner.run_stage`` on a fresh event
+Thin on purpose: Powertools decorators, then ``buildlogs.pipeline.runner.run_stage`` on a fresh event
 loop (a Redis client is made per invocation: it belongs to the loop that created it). e2b is
 imported only when an E2B sandbox is created.
 """
@@ -11,8 +11,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from buildlogs.observability import logger, metrics, tracer
+from buildlogs.pipeline.runner import run_stage
 from buildlogs.settings import get_settings
-from buildlogs.stage_runner import run_stage
 
 
 @logger.inject_lambda_context(clear_state=True)

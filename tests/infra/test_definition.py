@@ -13,7 +13,7 @@ from moto import mock_aws
 # DESIGN.md "Running the real state machine locally": the hook moto routes Lambda tasks through.
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
-from buildlogs.stages import PIPELINE, STAGES
+from buildlogs.pipeline.stages import PIPELINE, STAGES
 from infra.constants import fake_function_arn
 from infra.definition import resolve_definition, stage_function_arns
 from tests.infra.conftest import Synth

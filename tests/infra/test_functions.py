@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from buildlogs.stages import STAGES
+from buildlogs.pipeline.stages import STAGES
 from infra import constants as c
 from infra.api import API_TIMEOUT_SECONDS
 from infra.layer import ARCHITECTURE, RUNTIME

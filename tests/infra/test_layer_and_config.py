@@ -37,7 +37,7 @@ def test_inputs_hash_tracks_mode_and_sources() -> None:
 
 def test_skip_bundle_ships_the_package_and_is_cached(tmp_path: Path) -> None:
     bundle = layer.build_layer("skip", cache_dir=tmp_path)
-    assert (bundle / "python" / "buildlogs" / "stages.py").is_file()
+    assert (bundle / "python" / "buildlogs" / "pipeline" / "stages.py").is_file()
     assert not list((bundle / "python").rglob("__pycache__"))
     assert layer.build_layer("skip", cache_dir=tmp_path) == bundle  # second call: the cache
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
-from buildlogs.stages import CLEANUP, PIPELINE, SANDBOX_UNAVAILABLE, STAGES
+from buildlogs.pipeline.stages import CLEANUP, PIPELINE, SANDBOX_UNAVAILABLE, STAGES
 from infra.constants import ENV_STAGE, FAILURE_RESULT_PATH, LAMBDA_SERVICE_ERRORS
 from infra.definition import resolve_definition
 from infra.state_machine import CLEANUP_FAILURE_RESULT_PATH, FAILED_STATE, SUCCEEDED_STATE

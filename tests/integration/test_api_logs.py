@@ -7,9 +7,9 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.archive import archive_logs
+from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import entry_id_key, logs_key, meta_key
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 from tests.integration.test_api_support import ARCHIVE, Api, api, archive_and_expire, spec, write_log
 from tests.support.streams import wait_for_blocked_reader
 

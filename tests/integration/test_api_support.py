@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 
 from buildlogs.api.app import app
 from buildlogs.api.deps import deps
-from buildlogs.archive import archive_logs
+from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 
 REGION = "us-east-1"
 SOURCES = "buildlogs-sources-test"

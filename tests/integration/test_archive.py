@@ -9,7 +9,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from buildlogs.archive import CONTENT_TYPE, TERMINAL_STATUSES, archive_logs
+from buildlogs.archive.archiver import CONTENT_TYPE, TERMINAL_STATUSES, archive_logs
 from buildlogs.keys import archive_key, logs_key, meta_key
 from tests.integration.test_archive_support import (
     BUCKET,

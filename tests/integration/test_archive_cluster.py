@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from buildlogs.archive import archive_logs
+from buildlogs.archive.archiver import archive_logs
+from buildlogs.clients import create_redis
 from buildlogs.keys import logs_key, meta_key
-from buildlogs.models import entry_record
-from buildlogs.redis_client import create_redis
 from buildlogs.settings import Settings
+from buildlogs.stream.entries import entry_record
 from tests.integration.test_archive_support import BUCKET, archived_records, s3
 from tests.support.redis_servers import RedisServer, redis_cluster
 

@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.archive import archive_logs
-from buildlogs.reader import LogReader
-from buildlogs.streamer import LogStreamer
+from buildlogs.archive.archiver import archive_logs
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 from tests.integration.test_archive_support import (
     BUCKET,
     KillRecorder,

@@ -8,11 +8,12 @@ import pytest
 from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 
-from buildlogs.archive import archive_logs
-from buildlogs.archive_index import INDEX_EVERY, Summariser, feed_all, load_index
-from buildlogs.archive_reader import MAX_FILTERED_PAGES, read_archive_page
-from buildlogs.build_logs import LogFilter, summarise_log
+from buildlogs.api.logs import LogFilter, summarise_log
+from buildlogs.archive.archiver import archive_logs
+from buildlogs.archive.index import INDEX_EVERY, load_index
+from buildlogs.archive.reader import MAX_FILTERED_PAGES, read_archive_page
 from buildlogs.keys import archive_key, index_key, logs_key, summary_key
+from buildlogs.stream.summary import Summariser, feed_all
 from tests.integration.test_archive_support import (
     BUCKET,
     archived_records,
@@ -406,7 +407,7 @@ async def test_a_live_summary_reads_a_bounded_number_of_pages_per_request(
     redis: Redis, build_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a live log of 2,500 lines then a stage start, and a budget of 2 pages per request
-    monkeypatch.setattr("buildlogs.build_logs.MAX_SUMMARY_PAGES", 2)
+    monkeypatch.setattr("buildlogs.api.logs.MAX_SUMMARY_PAGES", 2)
     await write_lines(redis, build_id, 2500)
     await redis.xadd(logs_key(build_id), {"ts": 5, "source": "system", "phase": "start", "event": "stage_start"})
 
@@ -444,6 +445,6 @@ async def test_an_unreadable_summary_cache_is_rebuilt(redis: Redis, build_id: st
 
 
 def _record(entry: Any) -> dict[str, Any]:
-    from buildlogs.models import entry_record
+    from buildlogs.stream.entries import entry_record
 
     return entry_record(entry[0], entry[1])

@@ -8,9 +8,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.archive import archive_logs
+from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import logs_key
-from buildlogs.models import entry_record
+from buildlogs.stream.entries import entry_record
 from tests.integration.test_archive_support import stream_cleanup, write_lines
 
 __all__ = ["stream_cleanup"]

@@ -12,8 +12,8 @@ from moto import mock_aws
 from redis.asyncio import Redis
 
 from buildlogs.keys import archive_key, logs_key, meta_key
-from buildlogs.models import entry_record
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.entries import entry_record
+from buildlogs.stream.streamer import LogStreamer
 
 BUCKET = "buildlogs-archive-test"
 REGION = "us-east-1"

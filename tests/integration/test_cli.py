@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.cli import Backoff, HttpRequest, main, urllib_transport
+from buildlogs.client.cli import Backoff, HttpRequest, main, urllib_transport
 from buildlogs.settings import get_settings
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 from tests.integration.test_api_support import Api, api, serve_api, spec, write_log
 
 pytestmark = [pytest.mark.redis]

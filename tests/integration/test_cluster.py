@@ -6,11 +6,11 @@ from collections.abc import Iterator
 import pytest
 import redis as sync_redis
 
+from buildlogs.clients import create_redis
 from buildlogs.keys import logs_key, meta_key
-from buildlogs.reader import LogReader
-from buildlogs.redis_client import create_redis
 from buildlogs.settings import Settings
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.redis_servers import RedisServer, redis_cluster
 
 

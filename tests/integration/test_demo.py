@@ -5,9 +5,9 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs import demo
-from buildlogs.reader import LogReader
-from buildlogs.streamer import LogStreamer
+from buildlogs.client import demo
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.streams import entries
 
 

@@ -6,8 +6,8 @@ import random
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.reader import LogReader
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.streams import wait_for_blocked_reader
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs import streamer as streamer_module
+from buildlogs.clients import create_redis
 from buildlogs.keys import logs_key, meta_key
-from buildlogs.reader import LogReader
-from buildlogs.redis_client import create_redis
 from buildlogs.settings import Settings
-from buildlogs.streamer import END_ID_FIELD, LogStreamer
+from buildlogs.stream import streamer as streamer_module
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import END_ID_FIELD, LogStreamer
 from tests.support.redis_servers import RedisServer
 from tests.support.streams import CountingRedis, entries, lines
 

@@ -11,8 +11,8 @@ import pytest
 from moto import mock_aws
 from redis.asyncio import Redis
 
+from buildlogs.archive.sweep import sweep
 from buildlogs.keys import archive_key, logs_key, meta_key
-from buildlogs.sweep import sweep
 from tests.integration.test_archive_support import (
     BUCKET,
     REGION,

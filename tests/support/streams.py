@@ -7,7 +7,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from buildlogs.keys import logs_key
-from buildlogs.models import LogEntry
+from buildlogs.stream.entries import LogEntry
 
 
 async def entries(redis: Redis, build_id: str) -> list[LogEntry]:

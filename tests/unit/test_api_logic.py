@@ -6,9 +6,9 @@ from typing import Any
 import orjson
 import pytest
 
-from buildlogs.archive_reader import ArchiveMissing, read_archive_page
-from buildlogs.build_logs import LogFilter, _Summariser
-from buildlogs.builds import InvalidPageToken, _decode_token, _encode_token, execution_arn, new_build_id
+from buildlogs.api.builds import InvalidPageToken, _decode_token, _encode_token, execution_arn, new_build_id
+from buildlogs.api.logs import LogFilter, _Summariser
+from buildlogs.archive.reader import ArchiveMissing, read_archive_page
 from buildlogs.keys import BUILD_ID_PATTERN
 
 

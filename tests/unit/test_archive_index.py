@@ -7,7 +7,8 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from buildlogs.archive_index import ArchiveIndex, IndexBuilder, Summariser, index_key, load_index
+from buildlogs.archive.index import ArchiveIndex, IndexBuilder, index_key, load_index
+from buildlogs.stream.summary import Summariser
 
 
 def _document(**changes: Any) -> bytes:

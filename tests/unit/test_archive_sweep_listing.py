@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from buildlogs.sweep import MAX_RUN, list_finished_executions
+from buildlogs.archive.sweep import MAX_RUN, list_finished_executions
 
 ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:BuildPipeline"
 NOW = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from buildlogs.archive import archive_logs
+from buildlogs.archive.archiver import archive_logs
 
 
 class Untouchable:

@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from buildlogs.cli import ApiError, Backoff, HttpRequest, HttpResponse, main, urllib_transport
-from buildlogs.console import RESET
+from buildlogs.client.cli import ApiError, Backoff, HttpRequest, HttpResponse, main, urllib_transport
+from buildlogs.client.console import RESET
 
 API = "http://127.0.0.1:9"  # localhost: unsigned; never reached (the transport is in memory)
 BUILD = "b1"

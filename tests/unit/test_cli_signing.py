@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlogs.cli import ApiError, Client, HttpRequest, HttpResponse, is_local, main, region_for
+from buildlogs.client.cli import ApiError, Client, HttpRequest, HttpResponse, is_local, main, region_for
 
 SIGNATURE = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/(?P<region>[a-z0-9-]+)/execute-api/aws4_request, "

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from buildlogs.models import (
+from buildlogs.pipeline.models import (
     MAX_FILE_BYTES,
     MAX_FILES,
     STAGE_INPUTS,
@@ -13,7 +13,7 @@ from buildlogs.models import (
     BuildSpec,
     command_timeout_limit,
 )
-from buildlogs.stages import CLEANUP, PIPELINE, STAGES
+from buildlogs.pipeline.stages import CLEANUP, PIPELINE, STAGES
 
 VALID: dict[str, Any] = {"start": "npm run dev", "port": 3000}
 

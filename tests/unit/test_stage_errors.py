@@ -5,8 +5,8 @@ import re
 import pytest
 
 from buildlogs.errors import CommandFailed, SandboxUnavailable
-from buildlogs.models import STAGE_OVERHEAD_SECONDS, command_timeout_limit
-from buildlogs.stages import COMMAND_FAILED, SANDBOX_UNAVAILABLE, STAGES, STAGES_BY_NAME, require_every_stage
+from buildlogs.pipeline.models import STAGE_OVERHEAD_SECONDS, command_timeout_limit
+from buildlogs.pipeline.stages import COMMAND_FAILED, SANDBOX_UNAVAILABLE, STAGES, STAGES_BY_NAME, require_every_stage
 
 
 def test_error_class_names_are_the_step_functions_error_names() -> None:

@@ -3,7 +3,7 @@
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.streams import entries, lines
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlogs.sandbox import LocalSandboxRuntime, SandboxRuntime
+from buildlogs.pipeline.sandbox import LocalSandboxRuntime, SandboxRuntime
 from tests.support.fake_envd import FakeEnvdServer
 
 
@@ -36,7 +36,7 @@ async def runtime(
     else:
         request.getfixturevalue("fake_envd")
         monkeypatch.setenv("E2B_DEBUG", "true")
-        from buildlogs.sandbox.e2b import E2BSandboxRuntime
+        from buildlogs.pipeline.sandbox.e2b import E2BSandboxRuntime
 
         sandbox = E2BSandboxRuntime(workdir=str(tmp_path / "app"))
     await sandbox.start()

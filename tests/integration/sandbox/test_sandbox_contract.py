@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from buildlogs.errors import CommandFailed
-from buildlogs.sandbox import TIMEOUT_EXIT_CODE, SandboxRuntime, create_runtime
+from buildlogs.pipeline.sandbox import TIMEOUT_EXIT_CODE, SandboxRuntime, create_runtime
 from buildlogs.settings import get_settings
 from tests.integration.sandbox.conftest import eventually, free_port
 
@@ -153,12 +153,12 @@ async def test_reconnect_by_sandbox_id_sees_the_same_sandbox(runtime: SandboxRun
     await runtime.write_files({"kept.txt": "still here"})
     # WHEN another runtime connects by the sandbox id (as the next stage does)
     if runtime.sandbox_id.startswith("local-"):
-        from buildlogs.sandbox import LocalSandboxRuntime
+        from buildlogs.pipeline.sandbox import LocalSandboxRuntime
 
         again: SandboxRuntime = LocalSandboxRuntime(workdir=tmp_path, sandbox_id=runtime.sandbox_id)
     else:
         get_settings.cache_clear()
-        from buildlogs.sandbox.e2b import E2BSandboxRuntime
+        from buildlogs.pipeline.sandbox.e2b import E2BSandboxRuntime
 
         again = E2BSandboxRuntime(runtime.sandbox_id, workdir=runtime.workspace)
     await again.start()
@@ -169,7 +169,7 @@ async def test_reconnect_by_sandbox_id_sees_the_same_sandbox(runtime: SandboxRun
 
 
 async def test_local_kill_removes_the_sandbox_and_its_background_processes(tmp_path: Path) -> None:
-    from buildlogs.sandbox import LocalSandboxRuntime
+    from buildlogs.pipeline.sandbox import LocalSandboxRuntime
 
     first = LocalSandboxRuntime(workdir=tmp_path, build_id="b1")
     await first.start()

@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import pytest
 from e2b.exceptions import NotFoundException, SandboxException
 
-import buildlogs.sandbox.e2b as e2b_adapter
+import buildlogs.pipeline.sandbox.e2b as e2b_adapter
 from buildlogs.errors import SandboxUnavailable
-from buildlogs.sandbox import create_runtime, kill_sandbox
+from buildlogs.pipeline.sandbox import create_runtime, kill_sandbox
 from buildlogs.settings import Settings
 
 SETTINGS = Settings(sandbox_runtime="e2b", e2b_api_key="e2b_test_key_123")

@@ -14,10 +14,10 @@ import redis as sync_redis
 
 from buildlogs.errors import CommandFailed, InvalidInput, SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key
-from buildlogs.models import BuildSpec
-from buildlogs.sandbox import LocalSandboxRuntime
+from buildlogs.pipeline.models import BuildSpec
+from buildlogs.pipeline.sandbox import LocalSandboxRuntime
+from buildlogs.pipeline.spec_store import LocalSpecStore
 from buildlogs.settings import get_settings
-from buildlogs.spec_store import LocalSpecStore
 from functions.stage.handler import lambda_handler
 from tests.integration.sandbox.conftest import free_port
 

@@ -1,7 +1,7 @@
 """The REST API's resolver and routes (Powertools, validation on, OpenAPI generated).
 
-Routes stay thin: the work is in ``buildlogs.builds`` (Step Functions, spec store) and
-``buildlogs.build_logs`` (stream and archive). Every error leaves as JSON ``{error, message}``
+Routes stay thin: the work is in ``buildlogs.api.builds`` (Step Functions, spec store) and
+``buildlogs.api.logs`` (stream and archive). Every error leaves as JSON ``{error, message}``
 with 400/404/409/413 — never the resolver's default 422 or its default bodies, never a trace.
 
 No ``from __future__ import annotations`` here: the resolver reads the annotations at runtime.
@@ -22,7 +22,20 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 
+from buildlogs.api.builds import (
+    BuildConflict,
+    BuildNotFound,
+    BuildNotRunning,
+    Execution,
+    InvalidPageToken,
+    build_exists,
+    cancel_build,
+    get_build,
+    list_builds,
+    submit_build,
+)
 from buildlogs.api.deps import deps
+from buildlogs.api.logs import LogFilter, read_logs, summarise_log
 from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
@@ -36,23 +49,10 @@ from buildlogs.api.schemas import (
     Submitted,
     responses,
 )
-from buildlogs.archive import head_archive
-from buildlogs.build_logs import LogFilter, read_logs, summarise_log
-from buildlogs.builds import (
-    BuildConflict,
-    BuildNotFound,
-    BuildNotRunning,
-    Execution,
-    InvalidPageToken,
-    build_exists,
-    cancel_build,
-    get_build,
-    list_builds,
-    submit_build,
-)
+from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
-from buildlogs.models import BuildSpec
 from buildlogs.observability import logger, metrics
+from buildlogs.pipeline.models import BuildSpec
 
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
 MAX_BODY_BYTES = 6 * 1024 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.redis_client import create_redis
+from buildlogs.clients import create_redis
 from buildlogs.settings import Settings, get_settings
 
 RedisFactory = Callable[[Settings], "Redis | RedisCluster"]

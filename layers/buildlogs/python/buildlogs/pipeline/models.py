@@ -1,73 +1,13 @@
-"""Pydantic models shared by the streamer, readers, the archiver, the API and the stages."""
+"""The pipeline's models: BuildSpec (the request), ExecutionState (what travels between states), stage I/O."""
 
-import contextlib
 import re
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from buildlogs.keys import validate_build_id
-from buildlogs.stages import STAGES, get_stage, require_every_stage
-
-Source = Literal["stdout", "stderr", "system"]
-
-# Extras that are integers on the wire (Redis stores strings).
-INT_FIELDS = frozenset({"ts", "duration_ms", "exit_code", "dropped"})
-
-
-def entry_record(entry_id: str | bytes, fields: dict[Any, Any]) -> dict[str, Any]:
-    """One stream entry as the archive's NDJSON object: ``id, ts, source, text, phase`` + extras.
-
-    Plain dicts on purpose: the archiver converts millions of entries and needs no validation.
-    """
-    record: dict[str, Any] = {
-        "id": entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
-        "ts": 0,
-        "source": "system",
-        "text": "",
-        "phase": "",
-    }
-    if fields and isinstance(next(iter(fields)), str):
-        record.update(fields)  # a decode_responses client: the common, fast path
-    else:
-        for key, value in fields.items():
-            name = key.decode() if isinstance(key, bytes) else key
-            record[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    for name in INT_FIELDS:
-        value = record.get(name)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                record[name] = int(value)
-    return record
-
-
-class LogEntry(BaseModel):
-    """One line (or system event) of a build's log stream, with its stream entry id.
-
-    System entries may carry ``event`` (stage_start, stage_end, build_failed, truncated, end)
-    and its fields (``duration_ms``, ``exit_code``, ``dropped``, ``reason``, ``status``, ...),
-    reachable as attributes.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    id: str
-    ts: int
-    source: Source
-    text: str
-    phase: str
-    event: str | None = None
-
-    @classmethod
-    def from_stream(cls, entry_id: str | bytes, fields: dict[Any, Any]) -> "LogEntry":
-        """Build an entry from an XRANGE/XREAD pair (str or bytes, as the client returns)."""
-        return cls.model_validate(entry_record(entry_id, fields))
-
-    def to_record(self) -> dict[str, Any]:
-        """The archive's NDJSON object (same shape as :func:`entry_record`)."""
-        return self.model_dump(exclude_none=True)
-
+from buildlogs.pipeline.stages import STAGES, get_stage, require_every_stage
 
 # -- BuildSpec and the execution state ----------------------------------------------------------
 

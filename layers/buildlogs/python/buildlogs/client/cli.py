@@ -1,7 +1,7 @@
 """The client CLI: ``submit SPEC.json`` starts a build, ``tail BUILD_ID`` follows its log.
 
-``python -m buildlogs.cli [--api URL] submit SPEC.json [--follow]`` ·
-``python -m buildlogs.cli [--api URL] tail BUILD_ID [--after ID]``. The API root comes from
+``python -m buildlogs.client.cli [--api URL] submit SPEC.json [--follow]`` ·
+``python -m buildlogs.client.cli [--api URL] tail BUILD_ID [--after ID]``. The API root comes from
 ``--api`` or ``BUILDLOGS_API_URL``. Requests to a deployed API are signed with SigV4 (service
 ``execute-api``, credentials from the standard AWS chain, region from the URL); requests to
 localhost go unsigned (a local API). Standard library HTTP + botocore's signer: nothing to install.
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from buildlogs.console import RESET, format_entry, use_colour
-from buildlogs.models import LogEntry
+from buildlogs.client.console import RESET, format_entry, use_colour
 from buildlogs.settings import get_settings
+from buildlogs.stream.entries import LogEntry
 
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 2, "ABORTED": 2}
 EXIT_API_ERROR = 3

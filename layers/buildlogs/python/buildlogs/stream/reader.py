@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.keys import entry_id_key, logs_key, meta_key, validate_entry_id
-from buildlogs.models import LogEntry
-from buildlogs.streamer import END_ID_FIELD
+from buildlogs.stream.entries import LogEntry
+from buildlogs.stream.streamer import END_ID_FIELD
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 20_000

@@ -19,8 +19,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from buildlogs.keys import entry_id_key, logs_key, meta_key
+from buildlogs.pipeline.stages import banner_for
 from buildlogs.settings import get_settings
-from buildlogs.stages import banner_for
 
 logger = logging.getLogger(__name__)
 

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import IO
 
 from buildlogs.errors import SandboxUnavailable
-from buildlogs.sandbox.base import (
+from buildlogs.pipeline.sandbox.dev_server import DevServerMixin
+from buildlogs.pipeline.sandbox.protocol import (
     TIMEOUT_EXIT_CODE,
     CommandResult,
     OutputCallback,
     emit,
     merged_env,
 )
-from buildlogs.sandbox.dev_server import DevServerMixin
 
 LOCAL_PREFIX = "local-"
 _LOCAL_ID = re.compile(r"^local-[A-Za-z0-9_-]{1,100}$")

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from buildlogs.errors import InvalidInput
 from buildlogs.keys import spec_key
-from buildlogs.models import BuildSpec
+from buildlogs.pipeline.models import BuildSpec
 
 
 class SpecStore(Protocol):

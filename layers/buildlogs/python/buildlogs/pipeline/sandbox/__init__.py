@@ -1,6 +1,6 @@
 """Sandbox runtimes behind one protocol: ``E2BSandboxRuntime`` (AWS) and ``LocalSandboxRuntime`` (local runs).
 
-Importing this package never imports e2b: ``buildlogs.sandbox.e2b`` loads only when an E2B runtime
+Importing this package never imports e2b: ``buildlogs.pipeline.sandbox.e2b`` loads only when an E2B runtime
 is created, so the archiver, the API and local runs stay light.
 """
 
@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from buildlogs.observability import logger
-from buildlogs.sandbox.base import (
+from buildlogs.pipeline.sandbox.local import LocalSandboxRuntime, is_local_sandbox_id
+from buildlogs.pipeline.sandbox.protocol import (
     TIMEOUT_EXIT_CODE,
     BackgroundProcess,
     CommandResult,
     OutputCallback,
     wait_for_port,
 )
-from buildlogs.sandbox.local import LocalSandboxRuntime, is_local_sandbox_id
 from buildlogs.settings import Settings, get_settings
 
 __all__ = [
@@ -109,7 +109,7 @@ def create_runtime(
         sandbox_id is None and settings.sandbox_runtime == "local"
     ):
         return LocalSandboxRuntime(sandbox_id=sandbox_id, build_id=build_id)
-    from buildlogs.sandbox.e2b import E2BSandboxRuntime, resolve_api_key
+    from buildlogs.pipeline.sandbox.e2b import E2BSandboxRuntime, resolve_api_key
 
     metadata = {"build_id": build_id} if build_id else None
     return E2BSandboxRuntime(sandbox_id, template=template, api_key=resolve_api_key(settings), metadata=metadata)
@@ -122,7 +122,7 @@ async def kill_sandbox(sandbox_id: str, settings: Settings | None = None) -> Non
         if is_local_sandbox_id(sandbox_id):
             await LocalSandboxRuntime(sandbox_id=sandbox_id).kill()
         elif settings.sandbox_runtime == "e2b":
-            from buildlogs.sandbox.e2b import kill_e2b_sandbox
+            from buildlogs.pipeline.sandbox.e2b import kill_e2b_sandbox
 
             await kill_e2b_sandbox(sandbox_id, settings)
         else:

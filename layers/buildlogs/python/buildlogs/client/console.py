@@ -4,7 +4,7 @@ import os
 import sys
 from typing import TextIO
 
-from buildlogs.models import LogEntry
+from buildlogs.stream.entries import LogEntry
 
 RESET = "\033[0m"
 _SOURCE_STYLE = {"stdout": "", "stderr": "\033[31m", "system": "\033[1;36m"}

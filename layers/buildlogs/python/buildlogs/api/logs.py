@@ -14,13 +14,14 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.archive_index import LogSummary, StageSummary, Summariser, load_index
-from buildlogs.archive_reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
+from buildlogs.archive.index import load_index
+from buildlogs.archive.reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
 from buildlogs.keys import logs_key, summary_key, validate_build_id, validate_entry_id
-from buildlogs.models import LogEntry, entry_record
 from buildlogs.observability import logger, tracer
-from buildlogs.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
 from buildlogs.settings import get_settings
+from buildlogs.stream.entries import LogEntry, entry_record
+from buildlogs.stream.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
+from buildlogs.stream.summary import LogSummary, StageSummary, Summariser
 
 # With a filter and no wait, at most this many pages are scanned per call (next still advances).
 MAX_FILTERED_PAGES = 10

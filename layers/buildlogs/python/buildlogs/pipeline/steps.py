@@ -18,12 +18,12 @@ from redis.exceptions import RedisError
 
 from buildlogs.errors import CommandFailed
 from buildlogs.keys import meta_key
-from buildlogs.models import BuildSpec, ExecutionState
 from buildlogs.observability import logger
-from buildlogs.sandbox import SandboxRuntime, create_runtime, wait_for_port
+from buildlogs.pipeline.models import BuildSpec, ExecutionState
+from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime, wait_for_port
+from buildlogs.pipeline.stages import STAGES, require_every_stage
 from buildlogs.settings import Settings
-from buildlogs.stages import STAGES, require_every_stage
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 
 META_SANDBOX_ID = "sandbox_id"
 HEALTH_POLL_INTERVAL_S = 0.5

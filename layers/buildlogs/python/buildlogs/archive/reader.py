@@ -2,7 +2,7 @@
 
 Archive lines carry the stream's own entry ids, so a cursor taken from the live stream keeps
 working here. A page costs O(page), not O(log): with the archive's index sidecar
-(``buildlogs.archive_index``) the reader seeks to the nearest indexed entry at or before the
+(``buildlogs.archive.index``) the reader seeks to the nearest indexed entry at or before the
 cursor with one S3 Range GET, streams lines until the page is full and closes the body (at most
 ``every - 1`` lines are read and skipped). An archive without a (matching) index is read from
 byte 0 as before. Either way the object is streamed line by line: memory stays bounded.
@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
-from buildlogs.archive_index import ArchiveIndex, load_index
+from buildlogs.archive.index import ArchiveIndex, load_index
 from buildlogs.keys import archive_key, entry_id_key, validate_entry_id
-from buildlogs.models import LogEntry
 from buildlogs.observability import logger
-from buildlogs.reader import LogPage
+from buildlogs.stream.entries import LogEntry
+from buildlogs.stream.reader import LogPage
 
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 CHUNK_SIZE = 64 * 1024  # bytes per read of the object's body

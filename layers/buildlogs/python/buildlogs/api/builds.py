@@ -16,9 +16,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from buildlogs.keys import spec_key, validate_build_id
-from buildlogs.models import BuildSpec
 from buildlogs.observability import tracer
-from buildlogs.spec_store import S3SpecStore
+from buildlogs.pipeline.models import BuildSpec
+from buildlogs.pipeline.spec_store import S3SpecStore
 
 EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 PENDING = "PENDING"  # the spec is stored but Step Functions has no execution (yet)

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from buildlogs.errors import CommandFailed
-from buildlogs.sandbox.base import BackgroundProcess, CommandResult, OutputCallback, wait_for_port
+from buildlogs.pipeline.sandbox.protocol import BackgroundProcess, CommandResult, OutputCallback, wait_for_port
 
 
 class _Runtime(Protocol):

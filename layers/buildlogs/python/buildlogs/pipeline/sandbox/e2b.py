@@ -1,4 +1,4 @@
-"""E2BSandboxRuntime: the sandbox protocol over ``e2b.AsyncSandbox`` (imported lazily by buildlogs.sandbox).
+"""E2BSandboxRuntime: the sandbox protocol over ``e2b.AsyncSandbox`` (imported lazily by buildlogs.pipeline.sandbox).
 
 Provision creates the sandbox; every later stage reconnects with ``AsyncSandbox.connect(id)``.
 Commands always start in the background so a timeout can kill them (envd keeps a process
@@ -18,8 +18,8 @@ from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 
 from buildlogs.errors import SandboxUnavailable
-from buildlogs.sandbox.base import TIMEOUT_EXIT_CODE, CommandResult, OutputCallback
-from buildlogs.sandbox.dev_server import DevServerMixin
+from buildlogs.pipeline.sandbox.dev_server import DevServerMixin
+from buildlogs.pipeline.sandbox.protocol import TIMEOUT_EXIT_CODE, CommandResult, OutputCallback
 from buildlogs.settings import Settings
 
 E2B_WORKDIR = "/home/user/app"

@@ -21,13 +21,13 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import WatchError
 
-from buildlogs.archive_index import IndexBuilder, ensure_index, put_index
+from buildlogs.archive.index import IndexBuilder, ensure_index, put_index
+from buildlogs.archive.upload import DEFAULT_PART_SIZE, StreamingUpload
 from buildlogs.keys import archive_key, entry_id_key, logs_key, meta_key, validate_build_id
-from buildlogs.models import entry_record
 from buildlogs.observability import logger, metrics, tracer
-from buildlogs.s3_upload import DEFAULT_PART_SIZE, StreamingUpload
 from buildlogs.settings import get_settings
-from buildlogs.streamer import END_ID_FIELD
+from buildlogs.stream.entries import entry_record
+from buildlogs.stream.streamer import END_ID_FIELD
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Runs that never reached their Catch (no Cleanup stage): the archiver says so and reaps the sandbox.
@@ -90,7 +90,7 @@ async def archive_logs(
     ``end`` entry already there and writes no second one).
 
     ``kill_sandbox`` reaps the sandbox of a TIMED_OUT/ABORTED run (default:
-    ``buildlogs.sandbox.kill_sandbox``, imported only when needed); ``ttl_seconds`` defaults
+    ``buildlogs.pipeline.sandbox.kill_sandbox``, imported only when needed); ``ttl_seconds`` defaults
     to ``LOG_STREAM_TTL_SECONDS``.
     """
     validate_build_id(build_id)
@@ -168,7 +168,7 @@ async def _reap_sandbox(
             return
         if kill_sandbox is None:
             # Imported only when a sandbox is to be killed: the archiver never loads e2b otherwise.
-            kill_sandbox = importlib.import_module("buildlogs.sandbox").kill_sandbox
+            kill_sandbox = importlib.import_module("buildlogs.pipeline.sandbox").kill_sandbox
         await asyncio.wait_for(kill_sandbox(sandbox_id), KILL_TIMEOUT_SECONDS)
         logger.info("sandbox killed", extra={"build_id": build_id, "sandbox_id": sandbox_id})
     except Exception as exc:
@@ -256,7 +256,7 @@ async def _upload(
 ) -> ArchiveResult:
     """Stream the entries up to the snapshot id into the object, page by page.
 
-    Then write its index sidecar (``buildlogs.archive_index``: byte offsets of every 1,000th
+    Then write its index sidecar (``buildlogs.archive.index``: byte offsets of every 1,000th
     entry and the stage summary) — after the log succeeded, best effort.
     """
     metadata = {

@@ -11,14 +11,14 @@ import sys
 import uuid
 from pathlib import Path
 
-from buildlogs.console import format_entry, use_colour
-from buildlogs.reader import LogReader
-from buildlogs.redis_client import create_redis
-from buildlogs.sandbox import LocalSandboxRuntime
+from buildlogs.client.console import format_entry, use_colour
+from buildlogs.clients import create_redis
+from buildlogs.pipeline.sandbox import LocalSandboxRuntime
 from buildlogs.settings import get_settings
-from buildlogs.streamer import LogStreamer
+from buildlogs.stream.reader import LogReader
+from buildlogs.stream.streamer import LogStreamer
 
-EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "noisy_build.py"
+EXAMPLE = Path(__file__).resolve().parents[5] / "examples" / "noisy_build.py"
 
 
 async def run_example(streamer: LogStreamer, script: Path = EXAMPLE) -> int:

@@ -18,17 +18,17 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from buildlogs.clients import create_redis
 from buildlogs.errors import BuildError, InvalidInput, SandboxUnavailable
 from buildlogs.keys import meta_key
-from buildlogs.models import STAGE_INPUTS, STAGE_OUTPUTS, BuildSpec, ExecutionState
 from buildlogs.observability import logger, metrics, tracer
-from buildlogs.redis_client import create_redis
-from buildlogs.sandbox import SandboxRuntime, create_runtime
+from buildlogs.pipeline.models import STAGE_INPUTS, STAGE_OUTPUTS, BuildSpec, ExecutionState
+from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime
+from buildlogs.pipeline.spec_store import store_for
+from buildlogs.pipeline.stages import CLEANUP, get_stage
+from buildlogs.pipeline.steps import STEPS, StageContext
 from buildlogs.settings import Settings, get_settings
-from buildlogs.spec_store import store_for
-from buildlogs.stage_steps import STEPS, StageContext
-from buildlogs.stages import CLEANUP, get_stage
-from buildlogs.streamer import LogStreamer, masker
+from buildlogs.stream.streamer import LogStreamer, masker
 
 META_FAILED_STAGE = "failed_stage"  # set once a stage has written build_failed (cleanup checks it)
 SpecLoader = Callable[[str, str], BuildSpec]

@@ -1,4 +1,4 @@
-"""The archive's sidecar index (``build-logs/{id}/index.json``) and the log's stage summary.
+"""The archive's sidecar index (``build-logs/{id}/index.json``): entry offsets and the stage summary.
 
 The archiver writes the index right after ``build.jsonl`` succeeds::
 
@@ -29,7 +29,6 @@ Rules that keep it safe:
 
 import bisect
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,106 +37,12 @@ from botocore.exceptions import ClientError
 
 from buildlogs.keys import archive_key, entry_id_key, index_key
 from buildlogs.observability import logger
+from buildlogs.stream.summary import Summariser
 
 INDEX_VERSION = 1
 INDEX_EVERY = 1000
 INDEX_CONTENT_TYPE = "application/json"
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-
-STAGE_EVENTS = frozenset({"stage_start", "stage_end", "build_failed"})
-
-
-# -- the stage summary ----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class StageSummary:
-    """One stage as the log tells it: status, start (ms since epoch) and duration."""
-
-    name: str
-    status: str = "running"  # running | succeeded | failed | interrupted
-    started_ms: int | None = None
-    duration_ms: int | None = None
-    exit_code: int | None = None
-
-
-@dataclass(slots=True)
-class LogSummary:
-    """What GET /builds/{id} reads from the log: its stages and the dev server's preview URL."""
-
-    stages: list[StageSummary]
-    preview_url: str | None = None
-    source: str = "none"  # stream | archive | none
-
-
-class Summariser:
-    """Folds a log's system entries into its stage summary; its state round-trips through JSON."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, StageSummary] = {}
-        self.preview_url: str | None = None
-
-    def feed(self, record: dict[str, Any]) -> None:
-        if record.get("source") != "system":
-            return
-        if record.get("preview_url"):  # the start stage's "Dev server listening" entry carries it
-            self.preview_url = str(record["preview_url"])
-        event, phase = record.get("event"), str(record.get("phase") or "")
-        if event not in STAGE_EVENTS or not phase:
-            return
-        stage = self.stages.setdefault(phase, StageSummary(phase))
-        if event == "stage_start":
-            stage.status, stage.started_ms = "running", _int(record.get("ts"))
-        elif event == "stage_end":
-            stage.duration_ms, stage.exit_code = _int(record.get("duration_ms")), _int(record.get("exit_code"))
-            if stage.status != "failed":
-                stage.status = "succeeded" if stage.exit_code in (None, 0) else "failed"
-        else:
-            stage.status = "failed"
-
-    def result(self, finished: bool, source: str) -> LogSummary:
-        stages = [
-            StageSummary(s.name, s.status, s.started_ms, s.duration_ms, s.exit_code) for s in self.stages.values()
-        ]
-        if finished:
-            for stage in stages:
-                if stage.status == "running":
-                    stage.status = "interrupted"
-        return LogSummary(stages, self.preview_url, source)
-
-    def state(self) -> dict[str, Any]:
-        """The summary so far (``finished`` not applied), as plain JSON."""
-        stages = [
-            {
-                "name": s.name,
-                "status": s.status,
-                "started_ms": s.started_ms,
-                "duration_ms": s.duration_ms,
-                "exit_code": s.exit_code,
-            }
-            for s in self.stages.values()
-        ]
-        return {"stages": stages, "preview_url": self.preview_url}
-
-    @classmethod
-    def from_state(cls, state: Any) -> "Summariser":
-        """The inverse of :meth:`state`; ``ValueError`` if ``state`` is not one."""
-        if not isinstance(state, dict) or not isinstance(state.get("stages"), list):
-            raise ValueError("not a summary state")
-        summariser = cls()
-        for item in state["stages"]:
-            stage = StageSummary(
-                name=str(item["name"]),
-                status=str(item["status"]),
-                started_ms=_int(item.get("started_ms")),
-                duration_ms=_int(item.get("duration_ms")),
-                exit_code=_int(item.get("exit_code")),
-            )
-            summariser.stages[stage.name] = stage
-        preview_url = state.get("preview_url")
-        summariser.preview_url = str(preview_url) if preview_url else None
-        return summariser
-
 
 # -- building the index (archiver side) ---------------------------------------------------------
 
@@ -274,30 +179,3 @@ def load_index(s3: Any, bucket: str, build_id: str) -> ArchiveIndex | None:
     except (ValueError, TypeError, KeyError) as exc:
         logger.warning("archive index unreadable: ignored", extra={"build_id": build_id, "error": repr(exc)})
         return None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def feed_all(summariser: Summariser, records: Iterable[dict[str, Any]]) -> Summariser:
-    for record in records:
-        summariser.feed(record)
-    return summariser
-
-
-__all__ = [
-    "INDEX_EVERY",
-    "ArchiveIndex",
-    "IndexBuilder",
-    "LogSummary",
-    "StageSummary",
-    "Summariser",
-    "feed_all",
-    "index_key",
-    "load_index",
-    "put_index",
-]

@@ -3,7 +3,7 @@
 EventBridge delivers Step Functions status events best effort. The sweep (a scheduled run of
 the archiver) lists the state machine's executions that ended in the last
 ``ARCHIVE_SWEEP_LOOKBACK_MINUTES`` and archives every one whose archive object is missing,
-through :func:`buildlogs.archive.archive_logs` — the same idempotent path as the event.
+through :func:`buildlogs.archive.archiver.archive_logs` — the same idempotent path as the event.
 """
 
 import asyncio
@@ -15,10 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.archive import TERMINAL_STATUSES, KillSandbox, archive_logs, head_archive
+from buildlogs.archive.archiver import TERMINAL_STATUSES, KillSandbox, archive_logs, head_archive
 from buildlogs.keys import archive_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
-from buildlogs.stages import STAGES
+from buildlogs.pipeline.stages import STAGES
 
 # ListExecutions sorts by start date, newest first, so paging stops at the first execution that
 # started too early to have ended inside the window. A run lasts at most its stages' timeouts;

@@ -1,0 +1,1 @@
+"""Live log streams: line shaping, the Redis writer, LogStreamer, LogReader, summaries."""
