@@ -10,11 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from buildlogs.clients import create_redis
-from buildlogs.keys import logs_key, meta_key
+from buildlogs.keys import MetaField, logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream import streamer as streamer_module
 from buildlogs.stream.reader import LogReader
-from buildlogs.stream.streamer import END_ID_FIELD, LogStreamer
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.redis_servers import RedisServer
 from tests.support.streams import CountingRedis, entries, lines
 
@@ -173,7 +173,7 @@ async def test_nothing_is_written_after_the_end_entry(redis: Redis, build_id: st
             "status": "ABORTED",
         },
     )
-    await redis.hset(meta_key(build_id), END_ID_FIELD, end_id)
+    await redis.hset(meta_key(build_id), MetaField.END_ID, end_id)
     # WHEN the stage goes on writing lines, its failure and its stage_end
     await streamer.on_stdout("".join(f"after {i}\n" for i in range(12)))
     await streamer.write_event("BUILD FAILED: sandbox gone", event="build_failed")

@@ -1,6 +1,7 @@
 """Build ids and the Redis/S3 keys derived from them — validated before any key is built."""
 
 import re
+from enum import StrEnum
 
 BUILD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _BUILD_ID = re.compile(BUILD_ID_PATTERN)
@@ -26,6 +27,17 @@ def validate_entry_id(entry_id: object) -> str:
     ):
         raise ValueError(f"invalid cursor {str(entry_id)[:80]!r}: expected a stream entry id like 1700000000000-0")
     return entry_id
+
+
+class MetaField(StrEnum):
+    """The fields of the ``job:{<build_id>}:meta`` hash: no other module spells a field name."""
+
+    SANDBOX_ID = "sandbox_id"  # set by Provision: the archiver reaps a TIMED_OUT/ABORTED run's sandbox
+    FAILED_STAGE = "failed_stage"  # the stage that failed (Cleanup reports it)
+    END_ID = "end_id"  # the ``end`` entry's id, set by the archiver: nothing may follow it
+    TRIM_NOTICE_ID = "trim_notice_id"  # the one trimming notice now in the stream
+    TRIM_NOTICES = "trim_notices"  # how many notices were written (they are not log lines)
+    TRIM_DROPPED = "trim_dropped"  # what the current notice reports
 
 
 def logs_key(build_id: str) -> str:

@@ -23,11 +23,10 @@ from redis.exceptions import WatchError
 
 from buildlogs.archive.index import IndexBuilder, ensure_index, put_index
 from buildlogs.archive.upload import DEFAULT_PART_SIZE, StreamingUpload
-from buildlogs.keys import archive_key, entry_id_key, logs_key, meta_key, validate_build_id
+from buildlogs.keys import MetaField, archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.settings import get_settings
 from buildlogs.stream.entries import entry_record
-from buildlogs.stream.streamer import END_ID_FIELD
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Runs that never reached their Catch (no Cleanup stage): the archiver says so and reaps the sandbox.
@@ -163,7 +162,7 @@ async def _reap_sandbox(
 ) -> None:
     """Kill the sandbox recorded in the meta hash — best effort: nothing here fails archival."""
     try:
-        sandbox_id = _text(await redis.hget(mkey, "sandbox_id"))
+        sandbox_id = _text(await redis.hget(mkey, MetaField.SANDBOX_ID))
         if not sandbox_id:
             return
         if kill_sandbox is None:
@@ -190,7 +189,7 @@ async def _close_stream(redis: "Redis | RedisCluster", key: str, status: str, bu
         while True:
             try:
                 await pipe.watch(key, mkey)
-                recorded = _text(await pipe.hget(mkey, END_ID_FIELD))
+                recorded = _text(await pipe.hget(mkey, MetaField.END_ID))
                 if recorded:
                     return await _closed_snapshot(pipe, key, recorded, status)
                 last: Any = await pipe.xrevrange(key, max="+", min="-", count=1)
@@ -215,7 +214,7 @@ async def _close_stream(redis: "Redis | RedisCluster", key: str, status: str, bu
                 end = {"ts": str(now_ms), "source": "system", "phase": phase, "text": f"end of log: {status}"}
                 end.update(event="end", status=status)
                 pipe.xadd(key, end, id=ids[-1])  # type: ignore[arg-type]
-                pipe.hset(mkey, END_ID_FIELD, ids[-1])
+                pipe.hset(mkey, MetaField.END_ID, ids[-1])
                 pipe.xlen(key)
                 *_ids, length = await pipe.execute()
                 logger.info("end entry written", extra={"build_id": build_id, "status": status, "id": ids[-1]})

@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from buildlogs.client import embedded
 from buildlogs.client.console import format_entry, use_colour
 from buildlogs.clients import create_redis
 from buildlogs.pipeline.sandbox import LocalSandboxRuntime
@@ -61,6 +62,7 @@ async def tail(reader: LogReader, build_id: str, colour: bool) -> int:
 
 async def main() -> int:
     settings = get_settings()
+    embedded.install()
     redis = create_redis(settings)
     build_id = f"demo-{uuid.uuid4().hex[:8]}"
     where = settings.redis_url or "embedded fakeredis (set REDIS_URL for a real server)"

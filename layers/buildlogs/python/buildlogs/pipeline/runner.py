@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from buildlogs.clients import create_redis
 from buildlogs.errors import BuildError, InvalidInput, SandboxUnavailable
-from buildlogs.keys import meta_key
+from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.pipeline.models import STAGE_INPUTS, STAGE_OUTPUTS, BuildSpec, ExecutionState
 from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime
@@ -30,7 +30,6 @@ from buildlogs.pipeline.steps import STEPS, StageContext
 from buildlogs.settings import Settings, get_settings
 from buildlogs.stream.streamer import LogStreamer, masker
 
-META_FAILED_STAGE = "failed_stage"  # set once a stage has written build_failed (cleanup checks it)
 SpecLoader = Callable[[str, str], BuildSpec]
 
 
@@ -153,7 +152,7 @@ async def _fail(
     metrics.add_metric(name="StageFailed", unit=MetricUnit.Count, value=1)
     logger.warning("stage failed", extra={"reason": message})
     try:
-        await redis.hset(meta_key(build_id), META_FAILED_STAGE, stage)
+        await redis.hset(meta_key(build_id), MetaField.FAILED_STAGE, stage)
     except (RedisError, OSError) as exc:  # bookkeeping only: the build already failed
         logger.warning("could not record the failed stage", extra={"error": repr(exc)[:300]})
 
@@ -161,7 +160,7 @@ async def _fail(
 async def _report_unreported_failure(ctx: StageContext) -> None:
     """A stage that died without reporting (Lambda timeout, retries exhausted) gets its build_failed line here."""
     try:
-        failed = await ctx.redis.hget(meta_key(ctx.state.build_id), META_FAILED_STAGE)
+        failed = await ctx.redis.hget(meta_key(ctx.state.build_id), MetaField.FAILED_STAGE)
     except (RedisError, OSError):  # Redis down: the streamer drops the line anyway; never fail cleanup
         return
     if failed:
@@ -172,4 +171,4 @@ async def _report_unreported_failure(ctx: StageContext) -> None:
     text = f"BUILD FAILED: {name}" + (f": {cause}" if cause else "")
     await ctx.streamer.write_event(_masked(text, ctx.spec.secrets), event="build_failed")
     with contextlib.suppress(RedisError, OSError):
-        await ctx.redis.hset(meta_key(ctx.state.build_id), META_FAILED_STAGE, CLEANUP.name)
+        await ctx.redis.hset(meta_key(ctx.state.build_id), MetaField.FAILED_STAGE, CLEANUP.name)

@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from buildlogs.errors import CommandFailed
-from buildlogs.keys import meta_key
+from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
 from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime, wait_for_port
@@ -25,7 +25,6 @@ from buildlogs.pipeline.stages import STAGES, require_every_stage
 from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
 
-META_SANDBOX_ID = "sandbox_id"
 HEALTH_POLL_INTERVAL_S = 0.5
 HEALTH_REQUEST_TIMEOUT_S = 5.0
 
@@ -65,7 +64,7 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
     ttl = sum(stage.timeout_seconds for stage in STAGES) + ctx.settings.log_stream_ttl_seconds
     try:
         pipe = ctx.redis.pipeline(transaction=False)
-        pipe.hset(meta_key(build_id), META_SANDBOX_ID, runtime.sandbox_id)
+        pipe.hset(meta_key(build_id), MetaField.SANDBOX_ID, runtime.sandbox_id)
         pipe.expire(meta_key(build_id), ttl)
         await pipe.execute()
     except (RedisError, OSError) as exc:  # a Redis outage never fails a build; the id still travels in the state

@@ -11,9 +11,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.keys import entry_id_key, logs_key, meta_key, validate_entry_id
+from buildlogs.keys import MetaField, entry_id_key, logs_key, meta_key, validate_entry_id
 from buildlogs.stream.entries import LogEntry
-from buildlogs.stream.streamer import END_ID_FIELD
 
 MAX_LIMIT = 1000
 MAX_WAIT_MS = 20_000
@@ -65,7 +64,7 @@ class LogReader:
         """With nothing new: the log is done if its ``end`` (recorded by the archiver, else its
         last entry) is at or before the caller's cursor."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hget(meta_key(build_id), END_ID_FIELD)
+        pipe.hget(meta_key(build_id), MetaField.END_ID)
         pipe.xrevrange(key, max="+", min="-", count=1)
         end_id, last = await pipe.execute()
         if end_id:
