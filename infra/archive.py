@@ -21,6 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from buildlogs.statuses import TERMINAL
 from infra.common import Network, python_function, suppress
 from infra.config import StackSettings
 from infra.constants import (
@@ -36,7 +37,6 @@ from infra.constants import (
     SFN_EVENT_SOURCE,
     SWEEP_EVENT,
     SWEEP_RATE_MINUTES,
-    TERMINAL_STATUSES,
 )
 from infra.iam import execution_arn, list_prefixes
 
@@ -143,7 +143,7 @@ class Archive(Construct):
                 source=[SFN_EVENT_SOURCE],
                 detail_type=[SFN_EVENT_DETAIL_TYPE],
                 detail={
-                    "status": list(TERMINAL_STATUSES),
+                    "status": [str(status) for status in TERMINAL],
                     "stateMachineArn": [self._state_machine.state_machine_arn],
                 },
             ),

@@ -61,7 +61,6 @@ SWEEP_RATE_MINUTES: Final = 15
 # The EventBridge event Step Functions emits when an execution ends.
 SFN_EVENT_SOURCE: Final = "aws.states"
 SFN_EVENT_DETAIL_TYPE: Final = "Step Functions Execution Status Change"
-TERMINAL_STATUSES: Final = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 # Lambda service errors a LambdaInvoke task retries (besides the stage's own retryable errors).
 LAMBDA_SERVICE_ERRORS: Final = (

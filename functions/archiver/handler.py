@@ -19,12 +19,13 @@ from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.archive.archiver import TERMINAL_STATUSES, KillSandbox, archive_logs
+from buildlogs.archive.archiver import KillSandbox, archive_logs
 from buildlogs.archive.sweep import sweep
 from buildlogs.clients import create_redis
 from buildlogs.keys import validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.settings import Settings, get_settings
+from buildlogs.statuses import TERMINAL
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
 STATUS_SOURCE = "aws.states"
@@ -86,7 +87,7 @@ async def _archive_one(
     if settings.state_machine_arn and machine != settings.state_machine_arn:
         logger.warning("event of another state machine ignored", extra={"state_machine": str(machine)[:200]})
         return {"ignored": "other state machine"}
-    if status not in TERMINAL_STATUSES:
+    if status not in TERMINAL:
         logger.info("non-terminal status ignored", extra={"status": str(status)[:40]})
         return {"ignored": "not a terminal status"}
     logger.append_keys(build_id=str(build_id)[:80])

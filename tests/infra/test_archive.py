@@ -6,8 +6,9 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
+from buildlogs.statuses import TERMINAL
 from infra.config import StackSettings, cdk_json_context
-from infra.constants import ARCHIVE_PREFIX, SOURCES_PREFIX, SWEEP_EVENT, TERMINAL_STATUSES
+from infra.constants import ARCHIVE_PREFIX, SOURCES_PREFIX, SWEEP_EVENT
 from tests.infra.conftest import Synth
 
 SAMPLE_EVENT = Path(__file__).resolve().parents[3] / "shared" / "events" / "sfn-execution-status-change.json"
@@ -24,16 +25,16 @@ def test_rule_matches_the_event_aws_emits_for_this_machine_only(synth: Synth) ->
         "source": ["aws.states"],
         "detail-type": ["Step Functions Execution Status Change"],
         "detail": {
-            "status": list(TERMINAL_STATUSES),
+            "status": [str(status) for status in TERMINAL],
             "stateMachineArn": [{"Ref": synth.logical_id(synth.stack.pipeline.state_machine)}],
         },
     }
-    assert set(TERMINAL_STATUSES) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+    assert set(TERMINAL) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
     if SAMPLE_EVENT.exists():  # the shape AWS emits (../shared/events): the pattern's keys are in it
         event = json.loads(SAMPLE_EVENT.read_text())
         assert event["source"] == "aws.states"
         assert event["detail-type"] == "Step Functions Execution Status Change"
-        assert event["detail"]["status"] in TERMINAL_STATUSES
+        assert event["detail"]["status"] in TERMINAL
         assert "stateMachineArn" in event["detail"]
 
 

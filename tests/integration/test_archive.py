@@ -9,8 +9,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from buildlogs.archive.archiver import CONTENT_TYPE, TERMINAL_STATUSES, archive_logs
+from buildlogs.archive.archiver import CONTENT_TYPE, archive_logs
 from buildlogs.keys import archive_key, logs_key, meta_key
+from buildlogs.statuses import TERMINAL
 from tests.integration.test_archive_support import (
     BUCKET,
     CountingS3,
@@ -119,7 +120,7 @@ async def test_concurrent_deliveries_still_write_exactly_one_end(
     assert all(result is not None and result.lines == 201 for result in results)
 
 
-@pytest.mark.parametrize("status", TERMINAL_STATUSES)
+@pytest.mark.parametrize("status", TERMINAL)
 async def test_each_terminal_status(redis: Redis, s3: Any, build_id: str, status: str) -> None:
     # GIVEN a build whose provision recorded its sandbox
     await write_lines(redis, build_id, 5, phase="install")

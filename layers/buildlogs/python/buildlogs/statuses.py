@@ -12,9 +12,10 @@ class ExecutionStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
     ABORTED = "ABORTED"
     PENDING_REDRIVE = "PENDING_REDRIVE"
-    PENDING = "PENDING"  # the API's own: the spec is stored, Step Functions has no execution (yet)
 
 
+# The API's own status of a build whose spec is stored but that has no execution (yet).
+PENDING = "PENDING"
 # The end of a run: what the EventBridge rule matches and the archiver accepts, in that order.
 TERMINAL: tuple[ExecutionStatus, ...] = (
     ExecutionStatus.SUCCEEDED,
@@ -22,9 +23,7 @@ TERMINAL: tuple[ExecutionStatus, ...] = (
     ExecutionStatus.TIMED_OUT,
     ExecutionStatus.ABORTED,
 )
-# Statuses of a run that is not over (a redrive makes a FAILED run run again).
-RUNNING: frozenset[ExecutionStatus] = frozenset(
-    {ExecutionStatus.RUNNING, ExecutionStatus.PENDING, ExecutionStatus.PENDING_REDRIVE}
-)
+# A build that is not over (a redrive makes a FAILED run run again; PENDING has not started).
+RUNNING: frozenset[str] = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PENDING_REDRIVE, PENDING})
 # Runs that ended without the state machine's own Catch: nobody cleaned their sandbox up.
-UNCAUGHT: frozenset[ExecutionStatus] = frozenset({ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED})
+UNCAUGHT: frozenset[str] = frozenset({ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED})

@@ -53,10 +53,10 @@ from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
+from buildlogs.statuses import RUNNING, ExecutionStatus
 
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
 MAX_BODY_BYTES = 6 * 1024 * 1024
-RUNNING_STATUSES = frozenset({"RUNNING", "PENDING", "PENDING_REDRIVE"})
 
 BuildId = Annotated[str, Path(pattern=BUILD_ID_PATTERN, max_length=64, description="the build id")]
 
@@ -105,7 +105,7 @@ def post_build(spec: BuildSpec) -> Submitted:
 def get_builds(
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     status: Annotated[
-        Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"] | None,
+        ExecutionStatus | None,
         Query(description="only builds in this status"),
     ] = None,
     next_token: Annotated[str | None, Query(alias="next", max_length=4096, description="from the last page")] = None,
@@ -139,7 +139,7 @@ def get_builds(
 def get_build_status(build_id: BuildId) -> BuildStatus:
     settings = deps.get_settings()
     execution = _execution(build_id)
-    finished = execution.status not in RUNNING_STATUSES
+    finished = execution.status not in RUNNING
     summary, archived = asyncio.run(_log_facts(build_id, finished))
     preview_url = (execution.output or {}).get("preview_url") or summary.preview_url
     archive = None

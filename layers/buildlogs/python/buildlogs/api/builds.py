@@ -11,18 +11,20 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from buildlogs.clients import error_code, is_not_found
 from buildlogs.keys import spec_key, validate_build_id
 from buildlogs.observability import tracer
 from buildlogs.pipeline.models import BuildSpec
-from buildlogs.pipeline.spec_store import S3SpecStore
+from buildlogs.pipeline.spec_store import S3SpecStore, SpecAlreadyStored
+from buildlogs.statuses import PENDING, ExecutionStatus
 
-EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
-PENDING = "PENDING"  # the spec is stored but Step Functions has no execution (yet)
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_stepfunctions import SFNClient
 
 
 class BuildNotFound(LookupError):
@@ -68,7 +70,7 @@ def new_build_id() -> str:
 
 
 @tracer.capture_method(capture_response=False)
-def submit_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, spec: BuildSpec) -> str:
+def submit_build(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bucket: str, spec: BuildSpec) -> str:
     """Store ``spec`` and start its execution; return the build id.
 
     Idempotent: the spec is written only if no spec exists for the id (S3 conditional write,
@@ -78,19 +80,10 @@ def submit_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, spec
     build_id = spec.build_id or new_build_id()
     spec = spec.model_copy(update={"build_id": build_id})
     store = S3SpecStore(bucket, s3)
-    key = spec_key(build_id)
-    spec_ref = f"s3://{bucket}/{key}"
     try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=spec.model_dump_json(exclude_none=True).encode("utf-8"),
-            ContentType="application/json",
-            IfNoneMatch="*",
-        )
-    except ClientError as exc:
-        if _code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
-            raise
+        spec_ref = store.save(build_id, spec)
+    except SpecAlreadyStored:
+        spec_ref = f"s3://{bucket}/{spec_key(build_id)}"
         if store.load(spec_ref, build_id) != spec:
             raise BuildConflict(f"build {build_id} already exists with another spec") from None
     try:
@@ -100,17 +93,17 @@ def submit_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, spec
             input=json.dumps({"build_id": build_id, "spec_ref": spec_ref}),
         )
     except ClientError as exc:
-        if _code(exc) != "ExecutionAlreadyExists":
+        if error_code(exc) != "ExecutionAlreadyExists":
             raise
     return build_id
 
 
-def find_execution(sfn: Any, state_machine_arn: str, build_id: str) -> Execution | None:
+def find_execution(sfn: "SFNClient", state_machine_arn: str, build_id: str) -> Execution | None:
     """The build's execution, or ``None`` when Step Functions does not know it."""
     try:
         described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, build_id))
     except ClientError as exc:
-        if _code(exc) == "ExecutionDoesNotExist":
+        if error_code(exc) == "ExecutionDoesNotExist":
             return None
         raise
     return Execution(
@@ -123,19 +116,19 @@ def find_execution(sfn: Any, state_machine_arn: str, build_id: str) -> Execution
     )
 
 
-def spec_exists(s3: Any, bucket: str, build_id: str) -> bool:
+def spec_exists(s3: "S3Client", bucket: str, build_id: str) -> bool:
     """Whether the build's spec is stored (a build whose execution failed to start)."""
     try:
         s3.head_object(Bucket=bucket, Key=spec_key(build_id))
     except ClientError as exc:
-        if _code(exc) in _NOT_FOUND:
+        if is_not_found(exc):
             return False
         raise
     return True
 
 
 @tracer.capture_method(capture_response=False)
-def get_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
+def get_build(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
     """The build's execution; ``PENDING`` if only its spec exists; :class:`BuildNotFound` otherwise."""
     execution = find_execution(sfn, state_machine_arn, build_id)
     if execution is not None:
@@ -145,7 +138,7 @@ def get_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_i
     raise BuildNotFound(build_id)
 
 
-def build_exists(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_id: str) -> bool:
+def build_exists(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bucket: str, build_id: str) -> bool:
     try:
         get_build(sfn, s3, state_machine_arn=state_machine_arn, bucket=bucket, build_id=build_id)
     except BuildNotFound:
@@ -155,7 +148,7 @@ def build_exists(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, buil
 
 @tracer.capture_method(capture_response=False)
 def list_builds(
-    sfn: Any, state_machine_arn: str, *, limit: int, status: str | None = None, token: str | None = None
+    sfn: "SFNClient", state_machine_arn: str, *, limit: int, status: str | None = None, token: str | None = None
 ) -> tuple[list[Execution], str | None]:
     """One page of executions, newest first, and the opaque token of the next page."""
     kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": limit}
@@ -166,7 +159,7 @@ def list_builds(
     try:
         page = sfn.list_executions(**kwargs)
     except ClientError as exc:
-        if _code(exc) == "InvalidToken":
+        if error_code(exc) == "InvalidToken":
             raise InvalidPageToken("next is not a token this API issued") from None
         raise
     builds = [
@@ -183,10 +176,10 @@ def list_builds(
 
 
 @tracer.capture_method(capture_response=False)
-def cancel_build(sfn: Any, s3: Any, *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
+def cancel_build(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bucket: str, build_id: str) -> Execution:
     """StopExecution of a running build; :class:`BuildNotRunning` if it has finished."""
     execution = get_build(sfn, s3, state_machine_arn=state_machine_arn, bucket=bucket, build_id=build_id)
-    if execution.status != "RUNNING":
+    if execution.status != ExecutionStatus.RUNNING:
         raise BuildNotRunning(f"build {build_id} is {execution.status}: nothing to cancel")
     sfn.stop_execution(
         executionArn=execution_arn(state_machine_arn, build_id),
@@ -221,13 +214,7 @@ def _json_object(text: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 __all__ = [
-    "EXECUTION_STATUSES",
-    "PENDING",
     "BuildConflict",
     "BuildNotFound",
     "BuildNotRunning",

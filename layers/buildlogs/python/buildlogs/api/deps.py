@@ -1,4 +1,5 @@
-"""The API's clients, made lazily: boto3 clients once per container, Redis once per request.
+"""The API's clients, made lazily: boto3 clients once per process (cached in ``buildlogs.clients``),
+Redis once per request.
 
 A ``redis.asyncio`` client belongs to the event loop that made it, and every log request runs
 its own ``asyncio.run``: so Redis clients are created inside that run and closed after it.
@@ -8,13 +9,17 @@ Tests replace the attributes of :data:`deps` (moto clients, a real Redis factory
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.clients import create_redis
+from buildlogs.clients import create_redis, s3_client, sfn_client
 from buildlogs.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_stepfunctions import SFNClient
 
 RedisFactory = Callable[[Settings], "Redis | RedisCluster"]
 
@@ -24,22 +29,18 @@ class Dependencies:
     """What the routes need; ``None`` means: make the default on first use."""
 
     settings: Settings | None = None
-    sfn: Any = None
-    s3: Any = None
+    sfn: "SFNClient | None" = None
+    s3: "S3Client | None" = None
     redis_factory: RedisFactory = create_redis
 
     def get_settings(self) -> Settings:
         return self.settings or get_settings()
 
-    def stepfunctions(self) -> Any:
-        if self.sfn is None:
-            self.sfn = _boto3_client("stepfunctions")
-        return self.sfn
+    def stepfunctions(self) -> "SFNClient":
+        return self.sfn if self.sfn is not None else sfn_client()
 
-    def s3_client(self) -> Any:
-        if self.s3 is None:
-            self.s3 = _boto3_client("s3")
-        return self.s3
+    def s3_client(self) -> "S3Client":
+        return self.s3 if self.s3 is not None else s3_client()
 
     @asynccontextmanager
     async def redis(self) -> AsyncIterator["Redis | RedisCluster"]:
@@ -51,13 +52,6 @@ class Dependencies:
 
     def reset(self) -> None:
         self.settings, self.sfn, self.s3, self.redis_factory = None, None, None, create_redis
-
-
-def _boto3_client(service: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 3}))
 
 
 deps = Dependencies()

@@ -8,14 +8,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive.index import load_index
-from buildlogs.archive.reader import ArchiveMissing, EntryFilter, iter_archive, read_archive_page
+from buildlogs.archive.reader import MAX_FILTERED_PAGES, ArchiveMissing, EntryFilter, iter_archive, read_archive_page
 from buildlogs.keys import logs_key, summary_key, validate_build_id, validate_entry_id
 from buildlogs.observability import logger, tracer
 from buildlogs.settings import get_settings
@@ -23,8 +23,8 @@ from buildlogs.stream.entries import LogEntry, entry_record
 from buildlogs.stream.reader import MAX_LIMIT, MAX_WAIT_MS, LogPage, LogReader
 from buildlogs.stream.summary import LogSummary, StageSummary, Summariser
 
-# With a filter and no wait, at most this many pages are scanned per call (next still advances).
-MAX_FILTERED_PAGES = 10
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class LogFilter:
 @tracer.capture_method(capture_response=False)
 async def read_logs(
     redis: "Redis | RedisCluster",
-    s3: Any,
+    s3: "S3Client",
     bucket: str,
     build_id: str,
     *,
@@ -83,7 +83,7 @@ async def read_logs(
 
 
 async def _archived(
-    s3: Any, bucket: str, build_id: str, after: str, limit: int, log_filter: LogFilter
+    s3: "S3Client", bucket: str, build_id: str, after: str, limit: int, log_filter: LogFilter
 ) -> LogPage | None:
     if not bucket:
         return None
@@ -124,7 +124,7 @@ _Summariser = Summariser  # the name the API's unit tests use
 
 @tracer.capture_method(capture_response=False)
 async def summarise_log(
-    redis: "Redis | RedisCluster", s3: Any, bucket: str, build_id: str, *, finished: bool
+    redis: "Redis | RedisCluster", s3: "S3Client", bucket: str, build_id: str, *, finished: bool
 ) -> LogSummary:
     """Stages and preview URL of the build's log, without reading the whole log per request.
 
@@ -188,7 +188,7 @@ def _cached_summary(build_id: str, cached: Any) -> tuple[Summariser, str | None]
     return Summariser(), None
 
 
-def _feed_archive(s3: Any, bucket: str, build_id: str) -> Summariser:
+def _feed_archive(s3: "S3Client", bucket: str, build_id: str) -> Summariser:
     summary = Summariser()
     records = iter_archive(s3, bucket, build_id)
     try:

@@ -12,7 +12,7 @@ import importlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,19 +23,20 @@ from redis.exceptions import WatchError
 
 from buildlogs.archive.index import IndexBuilder, ensure_index, put_index
 from buildlogs.archive.upload import DEFAULT_PART_SIZE, StreamingUpload
+from buildlogs.clients import is_not_found
 from buildlogs.keys import MetaField, archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.settings import get_settings
+from buildlogs.statuses import TERMINAL, UNCAUGHT
 from buildlogs.stream.entries import entry_record
 
-TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-# Runs that never reached their Catch (no Cleanup stage): the archiver says so and reaps the sandbox.
-UNCAUGHT_STATUSES = frozenset({"TIMED_OUT", "ABORTED"})
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 CONTENT_TYPE = "application/x-ndjson"
 PAGE_SIZE = 1000  # XRANGE COUNT: measured fastest (pages of 10,000 are slower)
 ARCHIVE_PHASE = "archive"  # phase of the end entry when the stream is empty or missing
 KILL_TIMEOUT_SECONDS = 15.0
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 KillSandbox = Callable[[str], Awaitable[None]]
@@ -70,7 +71,7 @@ class ArchiveIncomplete(RuntimeError):
 @tracer.capture_method(capture_response=False)
 async def archive_logs(
     redis: "Redis | RedisCluster",
-    s3: Any,
+    s3: "S3Client",
     bucket: str,
     build_id: str,
     status: str,
@@ -93,13 +94,13 @@ async def archive_logs(
     to ``LOG_STREAM_TTL_SECONDS``.
     """
     validate_build_id(build_id)
-    if status not in TERMINAL_STATUSES:
-        raise ValueError(f"status must be one of {', '.join(TERMINAL_STATUSES)}, got {str(status)[:40]!r}")
+    if status not in TERMINAL:
+        raise ValueError(f"status must be one of {', '.join(TERMINAL)}, got {str(status)[:40]!r}")
     if ttl_seconds is None:
         ttl_seconds = get_settings().log_stream_ttl_seconds
     key, mkey, okey = logs_key(build_id), meta_key(build_id), archive_key(build_id)
     try:
-        if status in UNCAUGHT_STATUSES:
+        if status in UNCAUGHT:
             await _reap_sandbox(redis, mkey, build_id, kill_sandbox)
         if bucket and not await redis.exists(key):
             # The stream has expired after an earlier archival, or never existed: never overwrite.
@@ -138,12 +139,12 @@ async def archive_logs(
     return result
 
 
-async def head_archive(s3: Any, bucket: str, key: str) -> ArchiveResult | None:
+async def head_archive(s3: "S3Client", bucket: str, key: str) -> ArchiveResult | None:
     """The archive object at ``key`` as an :class:`ArchiveResult` (from its metadata), or ``None``."""
     try:
         head = await asyncio.to_thread(s3.head_object, Bucket=bucket, Key=key)
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+        if is_not_found(exc):
             return None
         raise
     meta = head.get("Metadata") or {}
@@ -205,9 +206,9 @@ async def _close_stream(redis: "Redis | RedisCluster", key: str, status: str, bu
                     last_id = max(last_id, _text(info["last-generated-id"]), key=entry_id_key)
                 phase = fields.get("phase") or ARCHIVE_PHASE
                 now_ms = time.time_ns() // 1_000_000
-                ids = _ids_after(last_id, now_ms, 2 if status in UNCAUGHT_STATUSES else 1)
+                ids = _ids_after(last_id, now_ms, 2 if status in UNCAUGHT else 1)
                 pipe.multi()  # type: ignore[no-untyped-call]
-                if status in UNCAUGHT_STATUSES:
+                if status in UNCAUGHT:
                     line = {"ts": str(now_ms), "source": "system", "phase": phase, "text": f"BUILD {status}"}
                     line.update(event="build_failed", status=status)
                     pipe.xadd(key, line, id=ids[0])  # type: ignore[arg-type]
@@ -244,7 +245,7 @@ def _ids_after(last_id: str, now_ms: int, count: int) -> list[str]:
 
 async def _upload(
     redis: "Redis | RedisCluster",
-    s3: Any,
+    s3: "S3Client",
     bucket: str,
     key: str,
     okey: str,
@@ -325,7 +326,7 @@ def _int(value: Any) -> int:
 
 __all__ = [
     "CONTENT_TYPE",
-    "TERMINAL_STATUSES",
+    "TERMINAL",
     "ArchiveIncomplete",
     "ArchiveResult",
     "KillSandbox",

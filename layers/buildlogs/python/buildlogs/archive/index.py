@@ -30,19 +30,22 @@ Rules that keep it safe:
 import bisect
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from botocore.exceptions import ClientError
 
+from buildlogs.clients import is_not_found
 from buildlogs.keys import archive_key, entry_id_key, index_key
 from buildlogs.observability import logger
 from buildlogs.stream.summary import Summariser
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 INDEX_VERSION = 1
 INDEX_EVERY = 1000
 INDEX_CONTENT_TYPE = "application/json"
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 # -- building the index (archiver side) ---------------------------------------------------------
 
@@ -81,7 +84,7 @@ class IndexBuilder:
         )
 
 
-def put_index(s3: Any, bucket: str, build_id: str, body: bytes) -> bool:
+def put_index(s3: "S3Client", bucket: str, build_id: str, body: bytes) -> bool:
     """Write the index (sync: call it on a worker thread). Best effort: ``False`` on failure."""
     try:
         s3.put_object(Bucket=bucket, Key=index_key(build_id), Body=body, ContentType=INDEX_CONTENT_TYPE)
@@ -93,7 +96,7 @@ def put_index(s3: Any, bucket: str, build_id: str, body: bytes) -> bool:
     return True
 
 
-def rebuild_index(s3: Any, bucket: str, build_id: str) -> bytes:
+def rebuild_index(s3: "S3Client", bucket: str, build_id: str) -> bytes:
     """The index of an existing archive, from the object itself (its write failed earlier).
 
     Streams the object line by line: memory stays bounded whatever the log's size.
@@ -113,7 +116,7 @@ def rebuild_index(s3: Any, bucket: str, build_id: str) -> bytes:
     return builder.document(lines=lines, last_id=last_id, size=offset)
 
 
-def ensure_index(s3: Any, bucket: str, build_id: str) -> None:
+def ensure_index(s3: "S3Client", bucket: str, build_id: str) -> None:
     """Write the index of an archive that has none (a repeated event repairs a failed write).
 
     Best effort, like :func:`put_index`: readers fall back to reading the log from byte 0.
@@ -162,12 +165,12 @@ class ArchiveIndex:
         return Summariser.from_state(self.summary)
 
 
-def load_index(s3: Any, bucket: str, build_id: str) -> ArchiveIndex | None:
+def load_index(s3: "S3Client", bucket: str, build_id: str) -> ArchiveIndex | None:
     """The build's archive index, or ``None`` when it is missing or unreadable (read from byte 0)."""
     try:
         body = s3.get_object(Bucket=bucket, Key=index_key(build_id))["Body"]
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+        if is_not_found(exc):
             return None
         raise
     try:

@@ -9,18 +9,21 @@ byte 0 as before. Either way the object is streamed line by line: memory stays b
 """
 
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from botocore.exceptions import ClientError
 
 from buildlogs.archive.index import ArchiveIndex, load_index
+from buildlogs.clients import error_code, is_not_found
 from buildlogs.keys import archive_key, entry_id_key, validate_entry_id
 from buildlogs.observability import logger
 from buildlogs.stream.entries import LogEntry
 from buildlogs.stream.reader import LogPage
 
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
 CHUNK_SIZE = 64 * 1024  # bytes per read of the object's body
 # A filtered page scans at most this many pages' worth of entries past the cursor (as the live
 # reader does), then returns what it kept with ``next`` past the scanned entries.
@@ -38,7 +41,7 @@ class _StaleIndex(Exception):
 
 
 def iter_archive(
-    s3: Any, bucket: str, build_id: str, *, index: ArchiveIndex | None = None, after: str = "0-0"
+    s3: "S3Client", bucket: str, build_id: str, *, index: ArchiveIndex | None = None, after: str = "0-0"
 ) -> Generator[dict[str, Any], None, None]:
     """The build's archive records in stream order; ``ArchiveMissing`` if there is none.
 
@@ -57,7 +60,7 @@ def iter_archive(
 
 
 def _records(
-    s3: Any, bucket: str, build_id: str, start: tuple[str, int] | None, last_id: str | None
+    s3: "S3Client", bucket: str, build_id: str, start: tuple[str, int] | None, last_id: str | None
 ) -> Generator[dict[str, Any], None, None]:
     request: dict[str, Any] = {"Bucket": bucket, "Key": archive_key(build_id)}
     if start is not None:
@@ -65,8 +68,8 @@ def _records(
     try:
         response = s3.get_object(**request)
     except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code"))
-        if code in _NOT_FOUND:
+        code = error_code(exc)
+        if is_not_found(exc):
             raise ArchiveMissing(build_id) from None
         if code == "InvalidRange" and start is not None:
             raise _StaleIndex(f"offset {start[1]} is past the object's end") from None
@@ -96,7 +99,7 @@ def _records(
 
 
 def read_archive_page(
-    s3: Any,
+    s3: "S3Client",
     bucket: str,
     build_id: str,
     after: str = "0-0",

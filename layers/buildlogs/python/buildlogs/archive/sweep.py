@@ -9,16 +9,21 @@ through :func:`buildlogs.archive.archiver.archive_logs` — the same idempotent 
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.archive.archiver import TERMINAL_STATUSES, KillSandbox, archive_logs, head_archive
+from buildlogs.archive.archiver import KillSandbox, archive_logs, head_archive
 from buildlogs.keys import archive_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.pipeline.stages import STAGES
+from buildlogs.statuses import TERMINAL
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_stepfunctions import SFNClient
 
 # ListExecutions sorts by start date, newest first, so paging stops at the first execution that
 # started too early to have ended inside the window. A run lasts at most its stages' timeouts;
@@ -46,7 +51,7 @@ class SweepResult:
 
 
 def list_finished_executions(
-    sfn: Any,
+    sfn: "SFNClient",
     state_machine_arn: str,
     since: datetime,
     *,
@@ -60,7 +65,7 @@ def list_finished_executions(
     """
     found: list[FinishedExecution] = []
     oldest_start = since - max_run
-    for status in TERMINAL_STATUSES:
+    for status in TERMINAL:
         kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "statusFilter": status, "maxResults": page_size}
         while True:
             page = sfn.list_executions(**kwargs)
@@ -84,8 +89,8 @@ def list_finished_executions(
 @tracer.capture_method(capture_response=False)
 async def sweep(
     redis: "Redis | RedisCluster",
-    s3: Any,
-    sfn: Any,
+    s3: "S3Client",
+    sfn: "SFNClient",
     bucket: str,
     state_machine_arn: str,
     lookback_minutes: int,

@@ -12,9 +12,12 @@ event loop keeps reading Redis while a part uploads.
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildlogs.observability import logger
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
@@ -29,7 +32,7 @@ class StreamingUpload:
 
     def __init__(
         self,
-        s3: Any,
+        s3: "S3Client",
         bucket: str,
         key: str,
         *,

@@ -7,17 +7,31 @@ make a stage read another build's (or any other) object.
 
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
+from botocore.exceptions import ClientError
+
+from buildlogs.clients import error_code, s3_client
 from buildlogs.errors import InvalidInput
 from buildlogs.keys import spec_key
 from buildlogs.pipeline.models import BuildSpec
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+
+class SpecAlreadyStored(Exception):
+    """A spec is already stored for this build: the first write wins (idempotent submits)."""
+
 
 class SpecStore(Protocol):
     def save(self, build_id: str, spec: BuildSpec) -> str:
-        """Store ``spec`` for ``build_id``; return its ``spec_ref``."""
+        """Store ``spec`` for ``build_id`` unless one is stored; return its ``spec_ref``.
+
+        Raises :class:`SpecAlreadyStored` when a spec exists (atomically: two racing writers
+        cannot both win), so the caller compares it with its own.
+        """
 
     def load(self, spec_ref: str, build_id: str) -> BuildSpec:
         """The spec ``spec_ref`` names, which must be ``build_id``'s own."""
@@ -37,19 +51,22 @@ def _parse(data: bytes, spec_ref: str) -> BuildSpec:
 class S3SpecStore:
     """Specs in S3; ``client`` is a boto3 S3 client (``boto3.client("s3")`` when omitted)."""
 
-    def __init__(self, bucket: str, client: Any = None) -> None:
+    def __init__(self, bucket: str, client: "S3Client | None" = None) -> None:
         if not bucket:
             raise ValueError("S3SpecStore needs a bucket (SOURCES_BUCKET)")
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3")
         self._bucket = bucket
-        self._client = client
+        self._client = client if client is not None else s3_client()
 
     def save(self, build_id: str, spec: BuildSpec) -> str:
         key = spec_key(build_id)
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=_dump(spec), ContentType="application/json")
+        try:  # a conditional write: S3 refuses it when the key exists
+            self._client.put_object(
+                Bucket=self._bucket, Key=key, Body=_dump(spec), ContentType="application/json", IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if error_code(exc) in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise SpecAlreadyStored(build_id) from None
+            raise
         return f"s3://{self._bucket}/{key}"
 
     def load(self, spec_ref: str, build_id: str) -> BuildSpec:
@@ -72,7 +89,11 @@ class LocalSpecStore:
     def save(self, build_id: str, spec: BuildSpec) -> str:
         path = self._path(build_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_dump(spec))
+        try:
+            with path.open("xb") as file:  # exclusive create: the first write wins
+                file.write(_dump(spec))
+        except FileExistsError:
+            raise SpecAlreadyStored(build_id) from None
         return path.resolve().as_uri()
 
     def load(self, spec_ref: str, build_id: str) -> BuildSpec:
@@ -85,11 +106,11 @@ class LocalSpecStore:
         return _parse(path.read_bytes(), spec_ref)
 
 
-def store_for(spec_ref: str, *, sources_bucket: str = "", s3_client: Any = None) -> SpecStore:
+def store_for(spec_ref: str, *, sources_bucket: str = "", s3: "S3Client | None" = None) -> SpecStore:
     """The store that can read ``spec_ref`` (by its scheme)."""
     scheme = urlparse(spec_ref).scheme
     if scheme == "s3":
-        return S3SpecStore(sources_bucket or urlparse(spec_ref).netloc, s3_client)
+        return S3SpecStore(sources_bucket or urlparse(spec_ref).netloc, s3)
     if scheme == "file":
         return LocalSpecStore()
     raise InvalidInput("spec_ref must be an s3:// or file:// URL")
