@@ -11,11 +11,16 @@ from typing import Any
 import boto3
 import pytest
 import redis as sync_redis
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from redis.asyncio import Redis
 
+from buildlogs.archive import service
+from buildlogs.clients import s3_client, sfn_client
 from buildlogs.keys import archive_key, logs_key, meta_key
 from buildlogs.observability import metrics
+from buildlogs.settings import Settings
 from functions.archiver import handler
 from infra.constants import SWEEP_EVENT
 from tests.integration.test_archive_support import BUCKET, REGION, archived_records, stream_records, write_lines
@@ -61,12 +66,14 @@ def env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[None]:
     monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE)
     monkeypatch.setenv("LOG_STREAM_TTL_SECONDS", "900")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    handler._client.cache_clear()
+    s3_client.cache_clear()  # a client cached by an earlier test may hold another region
+    sfn_client.cache_clear()
     metrics.clear_metrics()  # metrics other tests added outside a handler are not this invocation's
     with mock_aws():
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
-    handler._client.cache_clear()
+    s3_client.cache_clear()
+    sfn_client.cache_clear()
 
 
 @pytest.fixture
@@ -182,7 +189,7 @@ def test_redis_unreachable_raises_so_lambda_retries(build_id: str, monkeypatch: 
 
     # WHEN the event is handled / THEN the error propagates (async retries, then the DLQ)
     with pytest.raises(sync_redis.ConnectionError):
-        handler.handle(status_event(build_id))
+        service.handle(status_event(build_id))
 
 
 @pytest.mark.usefixtures("env", "cleanup")
@@ -206,3 +213,55 @@ async def test_scheduled_event_sweeps_ended_executions(redis: Redis, build_id: s
     assert result == {"swept": [build_id], "failed": [], "examined": 1}
     archived = archived_records(boto3.client("s3", region_name=REGION), build_id)
     assert [r["text"] for r in archived[-2:]] == ["BUILD ABORTED", "end of log: ABORTED"]
+
+
+def direct_settings(redis_url: str, bucket: str = BUCKET) -> Settings:
+    """Explicit settings for calling the service directly (the environment is not read)."""
+    return Settings(
+        redis_url=redis_url, log_archive_bucket=bucket, state_machine_arn=MACHINE, log_stream_ttl_seconds=900
+    )
+
+
+@pytest.mark.usefixtures("env", "cleanup")
+async def test_service_archives_with_the_clients_it_is_given(redis: Redis, redis_url: str, build_id: str) -> None:
+    # GIVEN a build log, explicit settings and a moto S3 client (no cached client)
+    s3 = boto3.client("s3", region_name=REGION)
+    await write_lines(redis, build_id, 4)
+
+    # WHEN the service handles the status event (an EventBridgeEvent or the raw dict alike)
+    settings = direct_settings(redis_url)
+    event = status_event(build_id, "SUCCEEDED")
+    first = await service.handle_event(EventBridgeEvent(event), settings=settings, s3=s3)
+    second = await service.handle_event(event, settings=settings, s3=s3)
+
+    # THEN the build is archived once, through the given client
+    assert first == second
+    assert (first["archived"], first["status"], first["lines"]) == (True, "SUCCEEDED", 5)
+    assert archived_records(s3, build_id) == await stream_records(redis, build_id)
+
+
+@pytest.mark.usefixtures("env", "cleanup")
+async def test_service_sweep_with_a_failed_build_raises_so_the_schedule_retries(redis_url: str, build_id: str) -> None:
+    # GIVEN an aborted execution, and an archive bucket that does not exist
+    s3 = boto3.client("s3", region_name=REGION)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = {"StartAt": "Hold", "States": {"Hold": {"Type": "Pass", "End": True}}}
+    machine = sfn.create_state_machine(
+        name="BuildPipeline", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    sfn.stop_execution(executionArn=sfn.start_execution(stateMachineArn=machine, name=build_id)["executionArn"])
+
+    # WHEN the service sweeps / THEN the build is reported as failed by a raise (not a return)
+    with pytest.raises(service.SweepIncomplete, match=build_id):
+        await service.sweep_builds(settings=direct_settings(redis_url, "no-such-bucket"), s3=s3, sfn=sfn)
+
+
+def test_only_a_missing_bucket_is_a_permanent_s3_error() -> None:
+    # GIVEN S3 errors / THEN only NoSuchBucket is permanent; anything else is retried
+    def client_error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": code}}, "PutObject")
+
+    assert service.is_permanent_s3_error(client_error("NoSuchBucket"))
+    assert not service.is_permanent_s3_error(client_error("SlowDown"))
+    assert not service.is_permanent_s3_error(client_error("AccessDenied"))
+    assert not service.is_permanent_s3_error(ConnectionError("reset"))
