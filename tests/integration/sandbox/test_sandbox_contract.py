@@ -148,6 +148,15 @@ async def test_dev_server_that_exits_fails_with_its_exit_code(runtime: SandboxRu
         await runtime.start_dev_server(".", {}, start_command="echo boom >&2; exit 7", port=port, timeout=10)
 
 
+async def test_dev_server_whose_install_fails_is_not_started(runtime: SandboxRuntime) -> None:
+    with pytest.raises(CommandFailed, match="install command exited with code 3: exit 3") as failure:
+        await runtime.start_dev_server(
+            ".", {}, start_command="touch started", install_command="exit 3", port=free_port(), timeout=10
+        )
+    assert failure.value.exit_code == 3
+    assert not (Path(runtime.workspace) / "started").exists()
+
+
 async def test_reconnect_by_sandbox_id_sees_the_same_sandbox(runtime: SandboxRuntime, tmp_path: Path) -> None:
     # GIVEN a file written through one runtime
     await runtime.write_files({"kept.txt": "still here"})

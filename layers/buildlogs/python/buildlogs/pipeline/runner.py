@@ -23,7 +23,8 @@ from buildlogs.errors import BuildError, InvalidInput, SandboxUnavailable
 from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.pipeline.models import STAGE_INPUTS, STAGE_OUTPUTS, BuildSpec, ExecutionState
-from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime
+from buildlogs.pipeline.sandbox import create_runtime
+from buildlogs.pipeline.sandbox.protocol import SandboxRuntime
 from buildlogs.pipeline.spec_store import store_for
 from buildlogs.pipeline.stages import CLEANUP, get_stage
 from buildlogs.pipeline.steps import STEPS, StageContext

@@ -20,7 +20,8 @@ from buildlogs.errors import CommandFailed
 from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
-from buildlogs.pipeline.sandbox import SandboxRuntime, create_runtime, wait_for_port
+from buildlogs.pipeline.sandbox import create_runtime
+from buildlogs.pipeline.sandbox.protocol import SandboxRuntime, require_success
 from buildlogs.pipeline.stages import STAGES, require_every_stage
 from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
@@ -93,10 +94,7 @@ async def _run(ctx: StageContext, stage: str, command: str | None, what: str) ->
     result = await runtime.run_command(
         command, timeout, on_stdout=ctx.streamer.on_stdout, on_stderr=ctx.streamer.on_stderr, envs=ctx.env
     )
-    if result["timed_out"]:
-        raise CommandFailed(f"{what} command timed out after {timeout}s: {command}", result["exit_code"])
-    if result["exit_code"] != 0:
-        raise CommandFailed(f"{what} command exited with code {result['exit_code']}: {command}", result["exit_code"])
+    require_success(result, command, timeout, what)
     return {}
 
 
@@ -109,19 +107,20 @@ async def build(ctx: StageContext) -> dict[str, Any]:
 
 
 async def start(ctx: StageContext) -> dict[str, Any]:
-    """Start the dev server in the background and wait until its port answers."""
+    """Start the dev server in the background (the files are already there) and wait until its port answers."""
     runtime = await ctx.sandbox()
-    port, timeout = ctx.spec.port, ctx.spec.timeout_for("start")
+    port = ctx.spec.port
     await ctx.streamer.write_event(f"$ {ctx.spec.start}")
-    envs = {"PORT": str(port), **ctx.env}
-    process = await runtime.run_background(
-        ctx.spec.start, on_stdout=ctx.streamer.on_stdout, on_stderr=ctx.streamer.on_stderr, envs=envs
+    await runtime.start_dev_server(
+        "",
+        {},
+        ctx.streamer.on_stdout,
+        ctx.streamer.on_stderr,
+        start_command=ctx.spec.start,
+        port=port,
+        envs={"PORT": str(port), **ctx.env},
+        timeout=ctx.spec.timeout_for("start"),
     )
-    try:
-        await wait_for_port(runtime, port, timeout, process)
-    except CommandFailed:
-        await process.kill()
-        raise
     url = runtime.preview_url(port)
     await ctx.streamer.write_event(f"Dev server listening on port {port}: {url}", preview_url=url)
     return {"preview_url": url}

@@ -1,11 +1,11 @@
 """Sandbox runtimes behind one protocol: ``E2BSandboxRuntime`` (AWS) and ``LocalSandboxRuntime`` (local runs).
 
+``create_runtime`` picks one and ``kill_sandbox`` reaps one by id; the protocol (``SandboxRuntime``) and
+the types every runtime shares live in ``buildlogs.pipeline.sandbox.protocol`` and are re-exported here.
+
 Importing this package never imports e2b: ``buildlogs.pipeline.sandbox.e2b`` loads only when an E2B runtime
 is created, so the archiver, the API and local runs stay light.
 """
-
-from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
 
 from buildlogs.observability import logger
 from buildlogs.pipeline.sandbox.local import LocalSandboxRuntime, is_local_sandbox_id
@@ -14,7 +14,7 @@ from buildlogs.pipeline.sandbox.protocol import (
     BackgroundProcess,
     CommandResult,
     OutputCallback,
-    wait_for_port,
+    SandboxRuntime,
 )
 from buildlogs.settings import Settings, get_settings
 
@@ -27,73 +27,7 @@ __all__ = [
     "SandboxRuntime",
     "create_runtime",
     "kill_sandbox",
-    "wait_for_port",
 ]
-
-
-@runtime_checkable
-class SandboxRuntime(Protocol):
-    """One build's sandbox. ``on_stdout``/``on_stderr`` get text chunks as they arrive (plain or async)."""
-
-    @property
-    def sandbox_id(self) -> str: ...
-
-    @property
-    def workspace(self) -> str:
-        """The project directory: relative paths and commands without ``cwd`` resolve here."""
-
-    async def start(self) -> None:
-        """Create the sandbox, or reconnect when constructed with a sandbox id."""
-
-    async def run_command(
-        self,
-        command: str,
-        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
-        cwd: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        *,
-        envs: Mapping[str, str] | None = None,
-    ) -> CommandResult:
-        """Run to the end; a timeout kills it and reports ``timed_out: True, exit_code: 124``."""
-
-    async def run_background(
-        self,
-        command: str,
-        cwd: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        *,
-        envs: Mapping[str, str] | None = None,
-    ) -> BackgroundProcess: ...
-
-    async def start_dev_server(
-        self,
-        workspace_path: str,
-        working_files: Mapping[str, str],
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        *,
-        start_command: str,
-        port: int,
-        install_command: str | None = None,
-        envs: Mapping[str, str] | None = None,
-        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
-    ) -> BackgroundProcess: ...
-
-    async def write_files(self, files: Mapping[str, str]) -> list[str]:
-        """Write text files; relative paths are under the workspace. Returns the absolute paths."""
-
-    def preview_url(self, port: int) -> str: ...
-
-    async def port_open(self, port: int) -> bool:
-        """Whether ``port`` accepts connections inside the sandbox."""
-
-    async def kill(self) -> None:
-        """Destroy the sandbox and everything running in it."""
-
-    async def close(self) -> None:
-        """Release this client's connections; the sandbox and its background processes keep running."""
 
 
 def create_runtime(

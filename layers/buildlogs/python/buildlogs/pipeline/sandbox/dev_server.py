@@ -1,47 +1,25 @@
-"""Starting a dev server, shared by every runtime: write files, install, start, wait for the port."""
+"""Starting a dev server, shared by every runtime: write files, install, start, wait for the port.
+
+The one implementation: the ``start`` step calls ``runtime.start_dev_server`` too.
+"""
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from buildlogs.errors import CommandFailed
-from buildlogs.pipeline.sandbox.protocol import BackgroundProcess, CommandResult, OutputCallback, wait_for_port
-
-
-class _Runtime(Protocol):
-    @property
-    def workspace(self) -> str: ...
-
-    async def write_files(self, files: Mapping[str, str]) -> list[str]: ...
-
-    async def run_command(
-        self,
-        command: str,
-        timeout: float = ...,  # noqa: ASYNC109 (the protocol's name)
-        cwd: str | None = ...,
-        on_stdout: OutputCallback | None = ...,
-        on_stderr: OutputCallback | None = ...,
-        *,
-        envs: Mapping[str, str] | None = ...,
-    ) -> CommandResult: ...
-
-    async def run_background(
-        self,
-        command: str,
-        cwd: str | None = ...,
-        on_stdout: OutputCallback | None = ...,
-        on_stderr: OutputCallback | None = ...,
-        *,
-        envs: Mapping[str, str] | None = ...,
-    ) -> BackgroundProcess: ...
-
-    async def port_open(self, port: int) -> bool: ...
+from buildlogs.pipeline.sandbox.protocol import (
+    BackgroundProcess,
+    OutputCallback,
+    SandboxRuntime,
+    require_success,
+    wait_for_port,
+)
 
 
 class DevServerMixin:
     """``start_dev_server`` once for every runtime, built on its write/run/port primitives."""
 
     async def start_dev_server(
-        self: _Runtime,
+        self: SandboxRuntime,
         workspace_path: str,
         working_files: Mapping[str, str],
         on_stdout: OutputCallback | None = None,
@@ -55,17 +33,17 @@ class DevServerMixin:
     ) -> BackgroundProcess:
         """Write ``working_files`` under ``workspace_path``, install, start in the background, wait for ``port``.
 
-        The callbacks are forwarded to the install and start commands. Raises ``CommandFailed``.
+        An empty ``workspace_path`` is the runtime's workspace. The callbacks are forwarded to the
+        install and start commands; ``timeout`` bounds the install and, separately, the wait for the
+        port. Raises ``CommandFailed`` (the server is killed first when it never opens the port).
         """
         prefix = workspace_path.rstrip("/")
-        await self.write_files({f"{prefix}/{name}" if prefix else name: text for name, text in working_files.items()})
+        if working_files:
+            await self.write_files({f"{prefix}/{n}" if prefix else n: text for n, text in working_files.items()})
         cwd = workspace_path or None
         if install_command:
             result = await self.run_command(install_command, timeout, cwd, on_stdout, on_stderr, envs=envs)
-            if result["timed_out"]:
-                raise CommandFailed(f"`{install_command}` timed out after {timeout:g}s")
-            if result["exit_code"] != 0:
-                raise CommandFailed(f"`{install_command}` exited with code {result['exit_code']}")
+            require_success(result, install_command, timeout, "install")
         process = await self.run_background(start_command, cwd, on_stdout, on_stderr, envs=envs)
         try:
             await wait_for_port(self, port, timeout, process)

@@ -1,10 +1,10 @@
-"""What every sandbox runtime shares: result shape, callback calling, waiting for a port."""
+"""The sandbox protocol (``SandboxRuntime``) and what every runtime shares: result shape, callbacks, ports."""
 
 import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, TypedDict
+from typing import Protocol, TypedDict, runtime_checkable
 
 from buildlogs.errors import CommandFailed
 
@@ -71,6 +71,80 @@ async def wait_for_port(
         await asyncio.sleep(PORT_POLL_INTERVAL_S)
 
 
+def require_success(result: CommandResult, command: str, timeout: float, what: str) -> None:
+    """Raise ``CommandFailed`` (with the exit code) unless ``result`` is a zero exit; ``what``: ``install``, ..."""
+    if result["timed_out"]:
+        raise CommandFailed(f"{what} command timed out after {timeout:g}s: {command}", result["exit_code"])
+    if result["exit_code"] != 0:
+        raise CommandFailed(f"{what} command exited with code {result['exit_code']}: {command}", result["exit_code"])
+
+
 def merged_env(base: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
     """``base`` overlaid with ``extra`` (the spec's env)."""
     return {**base, **(extra or {})}
+
+
+@runtime_checkable
+class SandboxRuntime(Protocol):
+    """One build's sandbox. ``on_stdout``/``on_stderr`` get text chunks as they arrive (plain or async)."""
+
+    @property
+    def sandbox_id(self) -> str: ...
+
+    @property
+    def workspace(self) -> str:
+        """The project directory: relative paths and commands without ``cwd`` resolve here."""
+
+    async def start(self) -> None:
+        """Create the sandbox, or reconnect when constructed with a sandbox id."""
+
+    async def run_command(
+        self,
+        command: str,
+        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
+        cwd: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        *,
+        envs: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run to the end; a timeout kills it and reports ``timed_out: True, exit_code: 124``."""
+
+    async def run_background(
+        self,
+        command: str,
+        cwd: str | None = None,
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        *,
+        envs: Mapping[str, str] | None = None,
+    ) -> BackgroundProcess: ...
+
+    async def start_dev_server(
+        self,
+        workspace_path: str,
+        working_files: Mapping[str, str],
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        *,
+        start_command: str,
+        port: int,
+        install_command: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
+    ) -> BackgroundProcess:
+        """Write files, install, start ``start_command`` in the background, wait for ``port`` (``DevServerMixin``)."""
+
+    async def write_files(self, files: Mapping[str, str]) -> list[str]:
+        """Write text files; relative paths are under the workspace. Returns the absolute paths."""
+
+    def preview_url(self, port: int) -> str: ...
+
+    async def port_open(self, port: int) -> bool:
+        """Whether ``port`` accepts connections inside the sandbox."""
+
+    async def kill(self) -> None:
+        """Destroy the sandbox and everything running in it."""
+
+    async def close(self) -> None:
+        """Release this client's connections; the sandbox and its background processes keep running."""
