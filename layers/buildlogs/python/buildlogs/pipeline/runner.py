@@ -29,7 +29,8 @@ from buildlogs.pipeline.spec_store import store_for
 from buildlogs.pipeline.stages import CLEANUP, get_stage
 from buildlogs.pipeline.steps import STEPS, StageContext
 from buildlogs.settings import Settings, get_settings
-from buildlogs.stream.streamer import LogStreamer, masker
+from buildlogs.stream.lines import masker
+from buildlogs.stream.streamer import LogStreamer
 
 SpecLoader = Callable[[str, str], BuildSpec]
 

@@ -1,4 +1,4 @@
-"""LogStreamer against a real Redis: batching, the time-based flush, trimming, outages."""
+"""LogStreamer against a real Redis: lines and events, batching, the flush timer, trimming, outages."""
 
 import asyncio
 import math
@@ -12,11 +12,92 @@ from redis.asyncio import Redis
 from buildlogs.clients import create_redis
 from buildlogs.keys import MetaField, logs_key, meta_key
 from buildlogs.settings import Settings
-from buildlogs.stream import streamer as streamer_module
+from buildlogs.stream import writer as writer_module
 from buildlogs.stream.reader import LogReader
 from buildlogs.stream.streamer import LogStreamer
 from tests.support.redis_servers import RedisServer
 from tests.support.streams import CountingRedis, entries, lines
+
+
+async def test_chunks_become_masked_cut_lines_tagged_with_source_and_phase(redis: Redis, build_id: str) -> None:
+    # GIVEN a streamer with a secret and a 64-byte line limit
+    streamer = LogStreamer(redis, build_id, "install", secrets=["s3cr3t"], max_line_bytes=64, flush_interval_ms=60_000)
+    # WHEN interleaved partial chunks arrive on both sources, one line too long, one unfinished
+    await streamer.on_stdout("out-")
+    await streamer.on_stderr("err-")
+    await streamer.on_stdout("line s3cr3t\n" + "x" * 100 + "\nprogress 10%\rprogress 100%")
+    await streamer.on_stderr(b"line \xff\n")
+    await streamer.flush()
+    # THEN each source's lines are whole, shaped (masked, cut, \r, UTF-8) and tagged
+    found = await entries(redis, build_id)
+    assert [(e.source, e.phase, e.text) for e in found] == [
+        ("stdout", "install", "out-line ***"),
+        ("stdout", "install", "x" * 64 + "…[+36 bytes]"),
+        ("stderr", "install", "err-line \ufffd"),
+        ("stdout", "install", "progress 100%"),
+    ]
+
+
+async def test_a_partial_line_waits_for_its_newline_until_flush(redis: Redis, build_id: str) -> None:
+    # GIVEN a streamer writing every line at once, and a line without its newline
+    streamer = LogStreamer(redis, build_id, "install", flush_lines=1, flush_interval_ms=60_000)
+    await streamer.on_stdout("done\nstill typ")
+    # THEN only the complete line is written
+    assert await lines(redis, build_id) == [("stdout", "done")]
+    # WHEN the stage ends (flush in finally)
+    await streamer.flush()
+    # THEN the partial line is written too
+    assert await lines(redis, build_id) == [("stdout", "done"), ("stdout", "still typ")]
+
+
+async def test_stage_writes_end_of_previous_and_start_banner(redis: Redis, build_id: str) -> None:
+    # GIVEN a streamer in its first stage with a pending partial line
+    streamer = LogStreamer(redis, build_id, "install", flush_interval_ms=60_000)
+    await streamer.stage("install")
+    await streamer.on_stdout("added 3 packages")
+    # WHEN the next stage begins
+    await streamer.stage("build")
+    await streamer.on_stdout("compiled\n")
+    await streamer.end_stage(exit_code=0)
+    # THEN the partial line lands in install, then stage_end(install), stage_start(build)
+    found = await entries(redis, build_id)
+    assert [(e.phase, e.source, e.event, e.text) for e in found] == [
+        ("install", "system", "stage_start", "--- Installing dependencies ---"),
+        ("install", "stdout", None, "added 3 packages"),
+        ("install", "system", "stage_end", "install finished"),
+        ("build", "system", "stage_start", "--- Building project ---"),
+        ("build", "stdout", None, "compiled"),
+        ("build", "system", "stage_end", "build finished"),
+    ]
+    ends = [e for e in found if e.event == "stage_end"]
+    assert all(isinstance(e.duration_ms, int) and e.duration_ms >= 0 for e in ends)  # type: ignore[attr-defined]
+    assert ends[-1].exit_code == 0  # type: ignore[attr-defined]
+    assert streamer.phase == "build"
+
+
+async def test_write_event_keeps_order_masks_and_keeps_extra_fields(redis: Redis, build_id: str) -> None:
+    # GIVEN a buffered line and a streamer knowing a secret
+    streamer = LogStreamer(redis, build_id, "install", secrets=["s3cr3t-T0KEN"], flush_interval_ms=60_000)
+    await streamer.on_stdout("npm ERR! missing script\n")
+    # WHEN an event is written with extra fields, one of them None
+    await streamer.write_event("BUILD FAILED: s3cr3t-T0KEN", event="build_failed", exit_code=1, note=None)
+    # THEN it follows the buffered line at once, masked, with its non-None fields
+    found = await entries(redis, build_id)
+    assert [(e.source, e.text) for e in found] == [
+        ("stdout", "npm ERR! missing script"),
+        ("system", "BUILD FAILED: ***"),
+    ]
+    assert found[1].event == "build_failed"
+    assert found[1].to_record()["exit_code"] == 1
+    assert "note" not in found[1].to_record()
+
+
+def test_an_invalid_build_id_is_rejected_before_any_key() -> None:
+    # GIVEN a client that fails on any use WHEN a streamer is made for a hostile id
+    # THEN the id is rejected before the client is touched
+    for hostile in ("../x", "a/b", "x" * 300, "", "a b", "{tag}"):
+        with pytest.raises(ValueError, match="invalid build id"):
+            LogStreamer(object(), hostile, "install")  # type: ignore[arg-type]
 
 
 async def test_lines_are_written_in_batches_one_round_trip_each(redis: Redis, build_id: str) -> None:
@@ -94,7 +175,7 @@ async def test_redis_outage_never_fails_and_the_loss_is_reported(
 ) -> None:
     # GIVEN a Redis of our own (persisting, so its stream survives the restart), and a streamer
     # that probes a down Redis on every batch instead of every 0.5 s
-    monkeypatch.setattr(streamer_module, "OUTAGE_PROBE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(writer_module, "OUTAGE_PROBE_INTERVAL_S", 0.0)
     server = RedisServer(None, "--appendonly", "yes", "--appendfsync", "always").start()
     client = Redis.from_url(server.url, decode_responses=True, socket_connect_timeout=0.5)
     try:
@@ -189,7 +270,7 @@ async def test_nothing_is_written_after_the_end_entry(redis: Redis, build_id: st
 
 async def test_a_redis_that_never_answers_cannot_hold_a_stage(build_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a "Redis" that accepts connections and never answers (a hung server, a black hole)
-    monkeypatch.setattr(streamer_module, "WRITE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(writer_module, "WRITE_TIMEOUT_S", 0.2)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -206,3 +287,37 @@ async def test_a_redis_that_never_answers_cannot_hold_a_stage(build_id: str, mon
     # THEN it returned (each attempt is bounded), with the line counted as lost, not raised
     assert streamer.lines_dropped == 1
     assert accepted, "the streamer never even connected"
+
+
+async def test_a_failed_batch_gets_one_attempt_then_outage_mode(build_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the real client factory pointed at a port nobody listens on, whose pipelines count
+    # their executions, and a probe interval longer than the test
+    monkeypatch.setattr(writer_module, "OUTAGE_PROBE_INTERVAL_S", 3600.0)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    client = create_redis(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
+    counting = CountingRedis(client)  # type: ignore[arg-type]
+    try:
+        streamer = LogStreamer(counting, build_id, "install", flush_lines=10, flush_interval_ms=60_000)  # type: ignore[arg-type]
+        # WHEN a full batch is written
+        await streamer.on_stdout("".join(f"a{i}\n" for i in range(10)))
+        # THEN it was attempted once (the client's own retries happen inside that attempt)
+        assert counting.round_trips == 1
+        assert streamer.lines_dropped == 10
+        # WHEN more batches arrive during the outage
+        await streamer.on_stdout("".join(f"b{i}\n" for i in range(30)))
+        # THEN they are dropped without touching Redis
+        assert counting.round_trips == 1
+        assert streamer.lines_dropped == 40
+        # WHEN the stage's final flush has two batches to write (9 lines plus two partial ones)
+        await streamer.on_stdout("".join(f"c{i}\n" for i in range(9)) + "tail")
+        await streamer.on_stderr("tail")
+        await streamer.close()
+    finally:
+        await client.aclose()
+    # THEN the flush tried Redis once, despite the outage, and dropped the rest without waiting again
+    assert counting.round_trips == 2
+    assert streamer.lines_dropped == 40 + 11
+    assert streamer.lines_written == 0
