@@ -29,6 +29,8 @@ AWS_MAX_ATTEMPTS = 3
 # S3/Step Functions error codes that mean "no such object / execution".
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "ExecutionDoesNotExist"})
 
+# What a part that makes its own Redis clients takes (tests pass a real server's or fakeredis's).
+RedisFactory = Callable[[Settings], "Redis | RedisCluster"]
 _fallback_redis: "Callable[[], Redis] | None" = None
 
 

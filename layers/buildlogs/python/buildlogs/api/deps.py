@@ -6,7 +6,7 @@ its own ``asyncio.run``: so Redis clients are created inside that run and closed
 Tests replace the attributes of :data:`deps` (moto clients, a real Redis factory, settings).
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from buildlogs.clients import create_redis, s3_client, sfn_client
+from buildlogs.clients import RedisFactory, create_redis, s3_client, sfn_client
 from buildlogs.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
     from types_boto3_stepfunctions import SFNClient
-
-RedisFactory = Callable[[Settings], "Redis | RedisCluster"]
 
 
 @dataclass

@@ -13,16 +13,13 @@ A Redis client is made per call: it belongs to the event loop of that ``asyncio.
 """
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive.archiver import KillSandbox, archive_logs
 from buildlogs.archive.sweep import sweep
-from buildlogs.clients import create_redis, error_code, s3_client, sfn_client
+from buildlogs.clients import RedisFactory, create_redis, error_code, s3_client, sfn_client
 from buildlogs.keys import validate_build_id
 from buildlogs.observability import logger
 from buildlogs.settings import Settings, get_settings
@@ -46,7 +43,6 @@ SWEEP_EVENTS: frozenset[tuple[str, str]] = frozenset(
 # S3 error codes no retry can fix.
 PERMANENT_S3_ERRORS = frozenset({"NoSuchBucket"})
 
-RedisFactory = Callable[[Settings], "Redis | RedisCluster"]
 Event = EventBridgeEvent | dict[str, Any]
 
 
@@ -211,7 +207,6 @@ __all__ = [
     "STATUS_SOURCE",
     "SWEEP_EVENTS",
     "Event",
-    "RedisFactory",
     "SweepIncomplete",
     "archive_build",
     "handle",
