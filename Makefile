@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PKG := layers/buildlogs/python
-export PYTHONPATH := $(CURDIR)/$(PKG):$(CURDIR)
 export POWERTOOLS_METRICS_NAMESPACE ?= buildlogs
 export POWERTOOLS_SERVICE_NAME ?= buildlogs
 
@@ -13,17 +11,17 @@ export POWERTOOLS_SERVICE_NAME ?= buildlogs
 
 setup: $(STAMP)
 
-# Rebuilt only when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.txt
+# Rebuilt only when a requirements file or pyproject.toml changes. The package itself is
+# installed editable (pip install -e .): `import buildlogs` works for every tool run from the
+# venv, and .venv/bin/buildlogs is the client CLI (submit SPEC.json | tail BUILD_ID).
+$(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@# make `import buildlogs` work for every tool run from the venv, as the Lambda layer does
-	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "buildlogs-layer.pth").write_text("$(CURDIR)/$(PKG)\n")'
-	@# the client CLI: .venv/bin/buildlogs submit SPEC.json | tail BUILD_ID
-	@printf '#!/bin/sh\nexec "$$(dirname "$$0")/python" -m buildlogs.client.cli "$$@"\n' > $(VENV)/bin/buildlogs
-	@chmod +x $(VENV)/bin/buildlogs
+	@# an earlier setup's path file and CLI shim (the editable install replaces both)
+	@rm -f $(VENV)/lib/python3*/site-packages/buildlogs-layer.pth $(VENV)/bin/buildlogs
+	$(PY) -m pip install --quiet -e .
 	@touch $(STAMP)
 
 run: $(STAMP)

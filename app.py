@@ -1,12 +1,6 @@
 #!/usr/bin/env python3
 """CDK app entry (cdk.json: ``python3 app.py``): builds the stack, applies cdk-nag, synthesizes."""
 
-import sys
-from pathlib import Path
-
-# The stage registry is in the layer's package; import it the way the functions do.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "layers" / "buildlogs" / "python"))
-
 from infra.builder import build_app
 
 

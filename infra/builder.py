@@ -1,14 +1,7 @@
 """Building the CDK app: the same way for ``cdk synth`` (app.py), the tests and infra.definition."""
 
-import sys
 from collections.abc import Mapping
 from typing import Any
-
-from infra.constants import LAYER_PACKAGE_ROOT
-
-# The stage registry lives in the layer's package: import it the way the functions do.
-if str(LAYER_PACKAGE_ROOT) not in sys.path:
-    sys.path.insert(0, str(LAYER_PACKAGE_ROOT))
 
 from aws_cdk import App, Aspects
 from cdk_nag import AwsSolutionsChecks

@@ -2,10 +2,14 @@
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Literal, cast
+from types import MappingProxyType
+from typing import Any, Final, Literal, cast
 
+from aws_cdk import aws_logs as logs
 from constructs import Node
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from infra.constants import CDK_JSON
 
@@ -14,39 +18,51 @@ CONTEXT_PREFIX = "buildlogs:"
 CacheEngine = Literal["serverless-valkey", "valkey", "redis"]
 LayerBundling = Literal["pip", "skip"]
 
-CACHE_ENGINES: tuple[CacheEngine, ...] = ("serverless-valkey", "valkey", "redis")
-LAYER_BUNDLINGS: tuple[LayerBundling, ...] = ("pip", "skip")
-
-# CloudWatch Logs accepts only these retention periods.
-RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
+# The retention periods CloudWatch Logs accepts, in days: the one list (infra.common reads it).
+LOG_RETENTION: Final[Mapping[int, logs.RetentionDays]] = MappingProxyType(
+    {
+        1: logs.RetentionDays.ONE_DAY,
+        3: logs.RetentionDays.THREE_DAYS,
+        5: logs.RetentionDays.FIVE_DAYS,
+        7: logs.RetentionDays.ONE_WEEK,
+        14: logs.RetentionDays.TWO_WEEKS,
+        30: logs.RetentionDays.ONE_MONTH,
+        60: logs.RetentionDays.TWO_MONTHS,
+        90: logs.RetentionDays.THREE_MONTHS,
+        120: logs.RetentionDays.FOUR_MONTHS,
+        150: logs.RetentionDays.FIVE_MONTHS,
+        180: logs.RetentionDays.SIX_MONTHS,
+        365: logs.RetentionDays.ONE_YEAR,
+        400: logs.RetentionDays.THIRTEEN_MONTHS,
+        545: logs.RetentionDays.EIGHTEEN_MONTHS,
+        731: logs.RetentionDays.TWO_YEARS,
+        1096: logs.RetentionDays.THREE_YEARS,
+        1827: logs.RetentionDays.FIVE_YEARS,
+        2192: logs.RetentionDays.SIX_YEARS,
+        2557: logs.RetentionDays.SEVEN_YEARS,
+        2922: logs.RetentionDays.EIGHT_YEARS,
+        3288: logs.RetentionDays.NINE_YEARS,
+        3653: logs.RetentionDays.TEN_YEARS,
+    }
 )
+RETENTION_DAYS: Final[tuple[int, ...]] = tuple(LOG_RETENTION)
 
 
-@dataclass(frozen=True, slots=True)
-class StackSettings:
-    """Every knob of the stack; the context key is ``buildlogs:<camelCase of the field>``."""
+class StackSettings(BaseModel):
+    """Every knob of the stack; the context key is ``buildlogs:<camelCase of the field>``.
+
+    Built by field name (``StackSettings(nat_gateways=2)``) or from context (``from_context``,
+    ``from_node``: camelCase keys; CLI ``-c`` values arrive as strings and are converted).
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",  # a typo'd key is an error, not a silently ignored setting
+        str_strip_whitespace=True,
+        coerce_numbers_to_str=True,  # -c buildlogs:envName=123
+    )
 
     env_name: str = "dev"
     nat_gateways: int = 1  # E2B egress from the private subnets; 2 for an AZ-resilient egress
@@ -68,23 +84,36 @@ class StackSettings:
     api_throttle_burst: int = 100
     layer_bundling: LayerBundling = "pip"  # "skip": the layer ships the package only (tests; no pip)
 
-    def __post_init__(self) -> None:
-        if self.cache_engine not in CACHE_ENGINES:
-            raise ValueError(f"cacheEngine must be one of {CACHE_ENGINES}, got {self.cache_engine!r}")
-        if self.layer_bundling not in LAYER_BUNDLINGS:
-            raise ValueError(f"layerBundling must be one of {LAYER_BUNDLINGS}, got {self.layer_bundling!r}")
-        if self.log_retention_days not in RETENTION_DAYS:
-            raise ValueError(f"logRetentionDays must be one of {RETENTION_DAYS}, got {self.log_retention_days}")
-        if self.nat_gateways < 1:
-            raise ValueError("natGateways must be >= 1: the stage functions reach E2B through NAT")
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION:
+            raise ValueError(f"must be one of {RETENTION_DAYS}")
+        return days
+
+    @field_validator("nat_gateways")
+    @classmethod
+    def _some_nat(cls, count: int) -> int:
+        if count < 1:
+            raise ValueError("must be >= 1: the stage functions reach E2B through NAT")
+        return count
+
+    @field_validator("env_name")
+    @classmethod
+    def _simple_name(cls, name: str) -> str:
+        if not name.replace("-", "").isalnum():
+            raise ValueError("must be alphanumeric (dashes allowed)")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StackSettings":
         if not 1 <= self.archive_transition_days < self.archive_expiration_days:
             raise ValueError("archiveTransitionDays must be >= 1 and below archiveExpirationDays")
         if self.archive_transition_days < 30:
             raise ValueError("archiveTransitionDays must be >= 30 (S3's minimum for STANDARD_IA)")
         if self.retry_interval_seconds < 1 or self.retry_max_attempts < 0 or self.retry_backoff_rate < 1:
             raise ValueError("retry settings: intervalSeconds >= 1, maxAttempts >= 0, backoffRate >= 1")
-        if not self.env_name.replace("-", "").isalnum():
-            raise ValueError(f"envName must be alphanumeric (dashes allowed), got {self.env_name!r}")
+        return self
 
     @property
     def redis_cluster(self) -> bool:
@@ -92,42 +121,37 @@ class StackSettings:
         return self.cache_engine == "serverless-valkey"
 
     @classmethod
+    def context_keys(cls) -> tuple[str, ...]:
+        """Every context key a setting is read from (``buildlogs:envName``, ...)."""
+        return tuple(CONTEXT_PREFIX + (field.alias or name) for name, field in cls.model_fields.items())
+
+    @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> "StackSettings":
-        """Settings from a context mapping; CLI ``-c`` values arrive as strings and are converted."""
-        values: dict[str, Any] = {}
-        for field in fields(cls):
-            key = CONTEXT_PREFIX + _camel(field.name)
-            if key in context and context[key] is not None:
-                values[field.name] = _convert(key, context[key], field.default)
-        return cls(**values)
+        """Settings from a context mapping: its ``buildlogs:`` keys (None: the default); others are ignored."""
+        values = {
+            key[len(CONTEXT_PREFIX) :]: value
+            for key, value in context.items()
+            if key.startswith(CONTEXT_PREFIX) and value is not None
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError("; ".join(_explain(error) for error in exc.errors())) from None
 
     @classmethod
     def from_node(cls, node: Node) -> "StackSettings":
-        keys = [CONTEXT_PREFIX + _camel(field.name) for field in fields(cls)]
-        return cls.from_context({key: node.try_get_context(key) for key in keys})
+        return cls.from_context({key: node.try_get_context(key) for key in cls.context_keys()})
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _convert(key: str, raw: Any, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError(text)
-            return text in {"true", "1", "yes"}
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        return str(raw)
-    except ValueError:
-        raise ValueError(f"context {key}: cannot read {raw!r} as {type(default).__name__}") from None
+def _explain(error: ErrorDetails) -> str:
+    """One validation error, naming its context key (cross-field errors name theirs in the message)."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    key = CONTEXT_PREFIX + ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"context {key}: not a setting (known: {', '.join(StackSettings.context_keys())})"
+    return f"context {key}: {message}, got {error.get('input')!r}"
 
 
 def cdk_json_context() -> dict[str, Any]:

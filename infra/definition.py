@@ -16,13 +16,12 @@ layer bundling is skipped (it does not change the definition) and no Docker or A
 """
 
 import json
-import sys
 import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from infra.constants import ENV_STAGE, FAKE_ACCOUNT, FAKE_PARTITION, FAKE_REGION, LAYER_PACKAGE_ROOT, fake_function_arn
+from infra.constants import ENV_STAGE, FAKE_ACCOUNT, FAKE_PARTITION, FAKE_REGION, fake_function_arn
 
 PSEUDO_PARAMETERS = {
     "AWS::Partition": FAKE_PARTITION,
@@ -78,8 +77,6 @@ def resolve_definition(template: Mapping[str, Any]) -> str:
 
 def synthesize_template(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stack's CloudFormation template, synthesized in-process (cdk.json context + ``context``)."""
-    if str(LAYER_PACKAGE_ROOT) not in sys.path:
-        sys.path.insert(0, str(LAYER_PACKAGE_ROOT))
     from infra.builder import build_app  # jsii starts only when needed
 
     overrides = {"buildlogs:layerBundling": "skip", **(context or {})}

@@ -30,15 +30,32 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PYTHON_VERSION = "3.14"  # pip's --python-version: must match RUNTIME
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")  # must match ARCHITECTURE
-BUNDLER_VERSION = "1"  # bump to invalidate every cached bundle
+BUNDLER_VERSION = "2"  # bump to invalidate every cached bundle
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache")
+# What runs on a user's machine (the CLI, the local run and its fakeredis): never shipped to Lambda.
+CLIENT_ONLY = ("client",)  # subpackages of buildlogs
+
+
+def _shipped(path: Path) -> bool:
+    """Whether a path under the package directory belongs in the layer."""
+    parts = path.relative_to(LAYER_PACKAGE_DIR).parts
+    return not (parts and parts[0] in CLIENT_ONLY) and not set(parts) & {"__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+def _ignored(directory: str, names: list[str]) -> set[str]:
+    """copytree's ignore: the usual caches, and the client-only subpackages at the package's top."""
+    ignored = set(_IGNORED(directory, names))
+    if Path(directory) == LAYER_PACKAGE_DIR:
+        ignored |= set(CLIENT_ONLY) & set(names)
+    return ignored
 
 
 def _package_files() -> list[Path]:
+    """The package's files the layer ships (its inputs hash covers exactly these)."""
     return sorted(
         path
         for path in LAYER_PACKAGE_DIR.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".pyc", ".pyo"}
+        if path.is_file() and _shipped(path) and path.suffix not in {".pyc", ".pyo"}
     )
 
 
@@ -85,7 +102,7 @@ def build_layer(bundling: LayerBundling, cache_dir: Path = BUILD_CACHE_DIR) -> P
     site.mkdir(parents=True)
     if bundling == "pip":
         subprocess.run(pip_command(site), check=True)
-    shutil.copytree(LAYER_PACKAGE_DIR, site / LAYER_PACKAGE_DIR.name, ignore=_IGNORED, dirs_exist_ok=True)
+    shutil.copytree(LAYER_PACKAGE_DIR, site / LAYER_PACKAGE_DIR.name, ignore=_ignored, dirs_exist_ok=True)
     (staging / ".complete").write_text(key + "\n", encoding="utf-8")
     shutil.rmtree(bundle, ignore_errors=True)
     staging.rename(bundle)

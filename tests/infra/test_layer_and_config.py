@@ -33,6 +33,7 @@ def test_inputs_hash_tracks_mode_and_sources() -> None:
     assert layer.inputs_hash("pip") != layer.inputs_hash("skip")
     assert any(p.name == "stages.py" for p in layer._package_files())
     assert not any("__pycache__" in p.parts for p in layer._package_files())
+    assert not any(p.relative_to(LAYER_PACKAGE_DIR).parts[0] == "client" for p in layer._package_files())
 
 
 def test_skip_bundle_ships_the_package_and_is_cached(tmp_path: Path) -> None:
@@ -63,15 +64,35 @@ def test_cdk_json_runs_the_app_and_its_context_parses() -> None:
     # no typo'd keys: every buildlogs: key maps to a setting
     rebuilt = StackSettings.from_context({k: context[k] for k in ours})
     assert rebuilt == settings
-    assert len(ours) == len({k for k in ours if k[len(CONTEXT_PREFIX) :] in _camel_fields()})
+    assert ours <= set(StackSettings.context_keys())
 
 
-def _camel_fields() -> set[str]:
-    from dataclasses import fields
+def test_context_keys_are_camel_case_field_names() -> None:
+    keys = StackSettings.context_keys()
+    assert CONTEXT_PREFIX + "natGateways" in keys
+    assert CONTEXT_PREFIX + "retryBackoffRate" in keys
+    assert len(keys) == len(StackSettings.model_fields)
+    assert StackSettings(nat_gateways=2) == StackSettings.from_context({CONTEXT_PREFIX + "natGateways": 2})
 
-    from infra.config import _camel
 
-    return {_camel(f.name) for f in fields(StackSettings)}
+def test_unknown_context_key_is_rejected() -> None:
+    with pytest.raises(ValueError, match="natGateway: not a setting"):
+        StackSettings.from_context({CONTEXT_PREFIX + "natGateway": "2"})
+    # keys outside the buildlogs: prefix (CDK feature flags, ...) are not ours
+    assert StackSettings.from_context({"@aws-cdk/core:newStyleStackSynthesis": True}) == StackSettings()
+
+
+def test_retention_days_are_listed_once() -> None:
+    from aws_cdk import aws_logs as logs
+
+    from infra.common import retention_days
+    from infra.config import LOG_RETENTION, RETENTION_DAYS
+
+    assert tuple(LOG_RETENTION) == RETENTION_DAYS
+    assert retention_days(30) == logs.RetentionDays.ONE_MONTH
+    assert len(set(LOG_RETENTION.values())) == len(LOG_RETENTION)
+    with pytest.raises(ValueError, match="8 days"):
+        retention_days(8)
 
 
 def test_cli_strings_are_converted() -> None:

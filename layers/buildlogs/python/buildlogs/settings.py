@@ -1,73 +1,112 @@
-"""Typed configuration, parsed once from the environment (the only place that reads os.environ)."""
+"""Typed configuration, parsed once from the environment (the only place that reads os.environ).
+
+``Settings(...)`` takes explicit values by field name (the rest keep their defaults; the
+environment is not consulted). ``Settings.from_env(mapping)`` reads one mapping of environment
+variables through pydantic-settings' environment source, and ``get_settings()`` is that over
+``os.environ``, cached (tests call ``get_settings.cache_clear()``).
+
+Each field's environment variable is its ``validation_alias``. Values are stripped; an empty
+value means the default; a bad value is a ``ValueError`` naming the variable.
+"""
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(BaseSettings):
     """Every setting of DESIGN.md's "Settings"; defaults are the embedded local ones."""
 
-    redis_url: str = ""  # empty: the embedded fakeredis (local runs only)
-    redis_cluster: bool = False  # true for ElastiCache Serverless (cluster mode only)
-    log_archive_bucket: str = ""  # empty: skip archival
-    log_stream_ttl_seconds: int = 3600
-    log_stream_maxlen: int = 100_000
-    log_max_line_bytes: int = 16_384
-    log_flush_lines: int = 500
-    log_flush_interval_ms: int = 5
-    state_machine_arn: str = ""
-    sources_bucket: str = ""
-    archive_sweep_lookback_minutes: int = 120
-    e2b_api_key_secret_arn: str = ""
-    e2b_api_key: str = ""
-    sandbox_runtime: Literal["e2b", "local"] = "local"
-    stage: str = ""  # the stage a stage Lambda runs (its function's STAGE)
-    api_url: str = ""  # the CLI's API root (BUILDLOGS_API_URL; --api overrides it)
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=True,  # REDIS_URL, not redis_url
+        env_ignore_empty=True,  # empty: the default
+        str_strip_whitespace=True,
+        validate_by_name=True,  # Settings(redis_url=...)
+        validate_by_alias=True,  # from_env: by variable name
+        extra="forbid",
+    )
+
+    redis_url: str = Field("", validation_alias="REDIS_URL")  # empty: the embedded fakeredis (local runs only)
+    redis_cluster: bool = Field(False, validation_alias="REDIS_CLUSTER")  # true for ElastiCache Serverless
+    log_archive_bucket: str = Field("", validation_alias="LOG_ARCHIVE_BUCKET")  # empty: skip archival
+    log_stream_ttl_seconds: int = Field(3600, ge=1, validation_alias="LOG_STREAM_TTL_SECONDS")
+    log_stream_maxlen: int = Field(100_000, ge=10, validation_alias="LOG_STREAM_MAXLEN")
+    log_max_line_bytes: int = Field(16_384, ge=64, validation_alias="LOG_MAX_LINE_BYTES")
+    log_flush_lines: int = Field(500, ge=1, validation_alias="LOG_FLUSH_LINES")
+    log_flush_interval_ms: int = Field(5, ge=0, validation_alias="LOG_FLUSH_INTERVAL_MS")
+    state_machine_arn: str = Field("", validation_alias="STATE_MACHINE_ARN")
+    sources_bucket: str = Field("", validation_alias="SOURCES_BUCKET")
+    archive_sweep_lookback_minutes: int = Field(120, ge=1, validation_alias="ARCHIVE_SWEEP_LOOKBACK_MINUTES")
+    e2b_api_key_secret_arn: str = Field("", validation_alias="E2B_API_KEY_SECRET_ARN")
+    e2b_api_key: str = Field("", validation_alias="E2B_API_KEY")
+    sandbox_runtime: Literal["e2b", "local"] = Field("local", validation_alias="SANDBOX_RUNTIME")
+    stage: str = Field("", validation_alias="STAGE")  # the stage a stage Lambda runs (its function's STAGE)
+    api_url: str = Field("", validation_alias="BUILDLOGS_API_URL")  # the CLI's API root (--api overrides it)
+
+    @field_validator("sandbox_runtime", mode="before")
+    @classmethod
+    def _lower_case_runtime(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)``: its arguments only (the environment is read by ``from_env``)."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
-        runtime = env.get("SANDBOX_RUNTIME", "local").strip().lower() or "local"
-        if runtime not in ("e2b", "local"):
-            raise ValueError(f"SANDBOX_RUNTIME must be 'e2b' or 'local', got {runtime!r}")
-        return cls(
-            redis_url=env.get("REDIS_URL", "").strip(),
-            redis_cluster=_bool(env.get("REDIS_CLUSTER", "")),
-            log_archive_bucket=env.get("LOG_ARCHIVE_BUCKET", "").strip(),
-            log_stream_ttl_seconds=_int(env, "LOG_STREAM_TTL_SECONDS", 3600, 1),
-            log_stream_maxlen=_int(env, "LOG_STREAM_MAXLEN", 100_000, 10),
-            log_max_line_bytes=_int(env, "LOG_MAX_LINE_BYTES", 16_384, 64),
-            log_flush_lines=_int(env, "LOG_FLUSH_LINES", 500, 1),
-            log_flush_interval_ms=_int(env, "LOG_FLUSH_INTERVAL_MS", 5, 0),
-            state_machine_arn=env.get("STATE_MACHINE_ARN", "").strip(),
-            sources_bucket=env.get("SOURCES_BUCKET", "").strip(),
-            archive_sweep_lookback_minutes=_int(env, "ARCHIVE_SWEEP_LOOKBACK_MINUTES", 120, 1),
-            e2b_api_key_secret_arn=env.get("E2B_API_KEY_SECRET_ARN", "").strip(),
-            e2b_api_key=env.get("E2B_API_KEY", "").strip(),
-            sandbox_runtime="e2b" if runtime == "e2b" else "local",
-            stage=env.get("STAGE", "").strip(),
-            api_url=env.get("BUILDLOGS_API_URL", "").strip(),
-        )
+        """The settings in ``env`` (a mapping of environment variables), and nothing else."""
+        values = _MappingEnvSource(cls, env)()
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError("; ".join(_explain(error) for error in exc.errors())) from None
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)  # calls _load_env_vars
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # stripped; whitespace-only is empty, and empty is the default (env_ignore_empty)
+        stripped = {name: value.strip() for name, value in self._env.items() if isinstance(value, str)}
+        return {
+            name if self.case_sensitive else name.lower(): value
+            for name, value in stripped.items()
+            if value or not self.env_ignore_empty
+        }
+
+
+def _explain(error: ErrorDetails) -> str:
+    """One validation error as ``NAME must ...``, naming the environment variable."""
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    value, context = error.get("input"), error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "greater_than_equal":
+        return f"{name} must be >= {context['ge']}, got {value}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{name} must be an integer, got {value!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{name} must be true or false, got {value!r}"
+    if kind == "literal_error":
+        return f"{name} must be {context['expected']}, got {value!r}"
+    return f"{name}: {error['msg']}, got {value!r}"
 
 
 @lru_cache(maxsize=1)
