@@ -1,6 +1,5 @@
 """One synthesized stack per session (cdk.json context, as the CLI sees it; layer bundling skipped)."""
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,25 +8,12 @@ from aws_cdk.assertions import Template
 
 from infra.builder import build_app
 from infra.constants import API_FUNCTION, ARCHIVER_FUNCTION, FUNCTIONS_DIR, STAGE_FUNCTION
-from infra.stack import BuildlogsStack
+from tests.support.synth import Synth
 
 # Small retry intervals, as the ASL tests in moto need; the rest is cdk.json's context.
 TEST_CONTEXT = {"buildlogs:layerBundling": "skip", "buildlogs:retryIntervalSeconds": 1}
 # The other cache engine and archiving off: the settings that change the template's shape.
 ALT_CONTEXT = {**TEST_CONTEXT, "buildlogs:cacheEngine": "valkey", "buildlogs:archiveEnabled": "false"}
-
-
-@dataclass
-class Synth:
-    stack: BuildlogsStack
-    template: Template
-    json: dict[str, Any]
-
-    def resources(self, type_: str) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.json["Resources"].items() if v["Type"] == type_}
-
-    def logical_id(self, construct: Any) -> str:
-        return self.stack.get_logical_id(construct.node.default_child)
 
 
 def _require_handlers() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from infra.api import ROUTES, gateway_template
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 
 def _paths(synth: Synth) -> dict[str, str]:

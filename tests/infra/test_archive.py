@@ -9,7 +9,7 @@ from aws_cdk.assertions import Match
 from buildlogs.statuses import TERMINAL
 from infra.config import StackSettings, cdk_json_context
 from infra.constants import ARCHIVE_PREFIX, SOURCES_PREFIX, SWEEP_EVENT
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 SAMPLE_EVENT = Path(__file__).resolve().parents[3] / "shared" / "events" / "sfn-execution-status-change.json"
 

@@ -16,7 +16,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda
 from buildlogs.pipeline.stages import PIPELINE, STAGES
 from infra.constants import fake_function_arn
 from infra.definition import resolve_definition, stage_function_arns
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 
 def test_every_stage_function_resolves_to_its_fake_arn(synth: Synth) -> None:

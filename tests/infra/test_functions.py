@@ -6,7 +6,7 @@ from buildlogs.pipeline.stages import STAGES
 from infra import constants as c
 from infra.api import API_TIMEOUT_SECONDS
 from infra.layer import ARCHITECTURE, RUNTIME
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 COMMON_ENV = {
     c.ENV_POWERTOOLS_SERVICE_NAME,

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from infra.constants import ARCHIVE_PREFIX, SOURCES_PREFIX
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 # Actions AWS offers no resource-level permission for (X-Ray, log delivery for Step Functions logging).
 UNSCOPABLE = {

@@ -16,7 +16,7 @@ from constructs import Construct
 
 from infra import builder
 from infra.constants import ROOT
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 
 def _findings(synth: Synth, level: str) -> list[str]:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from infra.constants import REDIS_PORT
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 
 def _one(synth: Synth, type_: str) -> dict[str, Any]:

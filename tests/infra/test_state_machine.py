@@ -9,7 +9,7 @@ from buildlogs.pipeline.stages import CLEANUP, PIPELINE, SANDBOX_UNAVAILABLE, ST
 from infra.constants import ENV_STAGE, FAILURE_RESULT_PATH, LAMBDA_SERVICE_ERRORS
 from infra.definition import resolve_definition
 from infra.state_machine import CLEANUP_FAILURE_RESULT_PATH, FAILED_STATE, SUCCEEDED_STATE
-from tests.infra.conftest import Synth
+from tests.support.synth import Synth
 
 
 def _asl(synth: Synth) -> dict[str, Any]:
