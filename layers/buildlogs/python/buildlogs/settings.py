@@ -113,3 +113,14 @@ def _explain(error: ErrorDetails) -> str:
 def get_settings() -> Settings:
     """The process's settings, parsed on first use (tests call ``get_settings.cache_clear()``)."""
     return Settings.from_env(os.environ)
+
+
+def apply_environment(variables: Mapping[str, str]) -> Settings:
+    """Set environment variables for this process and re-read the settings.
+
+    The local run hosts every Lambda function in one process: this is how it gives them the
+    environment the stack gives them in AWS (and each stage invocation its ``STAGE``).
+    """
+    os.environ.update(variables)
+    get_settings.cache_clear()
+    return get_settings()
