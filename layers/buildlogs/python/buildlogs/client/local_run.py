@@ -34,7 +34,7 @@ from urllib.request import Request, urlopen
 
 from buildlogs.client import embedded
 from buildlogs.client.local_api import LocalLambdaContext, serve
-from buildlogs.client.moto_hook import TaskFailed, route_lambda_tasks
+from buildlogs.client.moto_hook import TaskFailed, route_lambda_tasks, wait_for_executions
 from buildlogs.keys import archive_key, index_key, validate_build_id
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.settings import Settings, apply_environment, get_settings
@@ -49,6 +49,7 @@ STATE_MACHINE_NAME = "buildlogs-local"
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/buildlogs-local-state-machine"
 POLL_INTERVAL_S = 0.1
+EXECUTION_DRAIN_S = 30.0  # at exit, how long a stopped execution's running task may take to return
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
@@ -196,6 +197,9 @@ class LocalStack:
         self._exits.callback(clients.s3_client.cache_clear)
         self._exits.callback(clients.sfn_client.cache_clear)
         self._exits.enter_context(route_lambda_tasks(self._invoke_stage))
+        # At exit (last registered, first run): stop every sandbox, so a task still running returns;
+        # then let the interpreter's threads end while the hook and the mock are still in place.
+        self._exits.callback(wait_for_executions, EXECUTION_DRAIN_S)
         self._exits.callback(self._reap_sandboxes)
         from functions.api.handler import lambda_handler as api_handler
 

@@ -13,6 +13,7 @@ import importlib
 import inspect
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ MOTO_VERSION = "5.2.5"  # the version this hook was checked against (requirement
 HOOK_MODULE = "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils"
 HOOK_NAME = "_invoke_lambda_function"
 HOOK_PARAMETERS = ("parameters", "region", "state_credentials")
+THREADS_MODULE = "moto.stepfunctions.parser.utils"  # TMP_THREADS: the interpreter's worker threads
 
 
 class HookMoved(RuntimeError):
@@ -106,3 +108,16 @@ def route_lambda_tasks(invoke: TaskInvoker) -> Iterator[HookCalls]:
 
     with mock.patch.object(module, HOOK_NAME, hook):
         yield calls
+
+
+def wait_for_executions(timeout_s: float) -> bool:
+    """Join the interpreter's worker threads (a stopped execution's task may still be returning).
+
+    Leaving the mock while one still runs would let it call real AWS; ``False`` if one outlived
+    ``timeout_s``.
+    """
+    threads = importlib.import_module(THREADS_MODULE).TMP_THREADS
+    deadline = time.monotonic() + timeout_s
+    for thread in list(threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
