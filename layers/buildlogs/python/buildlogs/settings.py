@@ -115,12 +115,18 @@ def get_settings() -> Settings:
     return Settings.from_env(os.environ)
 
 
-def apply_environment(variables: Mapping[str, str]) -> Settings:
-    """Set environment variables for this process and re-read the settings.
+def apply_environment(variables: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Set (``None``: unset) environment variables of this process and drop the cached settings.
 
     The local run hosts every Lambda function in one process: this is how it gives them the
-    environment the stack gives them in AWS (and each stage invocation its ``STAGE``).
+    environment the stack gives them in AWS (and each stage invocation its ``STAGE``). Returns
+    the previous values, so ``apply_environment(previous)`` restores them.
     """
-    os.environ.update(variables)
+    previous = {name: os.environ.get(name) for name in variables}
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     get_settings.cache_clear()
-    return get_settings()
+    return previous

@@ -189,7 +189,8 @@ class LocalStack:
         self.state_machine_arn = self._sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=ROLE_ARN, type="STANDARD"
         )["stateMachineArn"]
-        apply_environment(self._lambda_environment(user))
+        previous = apply_environment(self._lambda_environment(user))
+        self._exits.callback(apply_environment, previous)
         from buildlogs import clients
 
         clients.s3_client.cache_clear()  # the handlers' clients are made inside this moto context
@@ -205,9 +206,10 @@ class LocalStack:
 
         self.api_url = self._exits.enter_context(serve(api_handler, self.config.api_port))
 
-    def _lambda_environment(self, user: Settings) -> dict[str, str]:
-        """What the stack sets on its functions, pointed at the local stores."""
+    def _lambda_environment(self, user: Settings) -> dict[str, str | None]:
+        """What the stack sets on its functions, pointed at the local stores (STAGE: per task)."""
         return {
+            "STAGE": None,
             "AWS_DEFAULT_REGION": REGION,
             "STATE_MACHINE_ARN": self.state_machine_arn,
             "SOURCES_BUCKET": self._bucket,
