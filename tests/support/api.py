@@ -1,4 +1,4 @@
-"""Helpers shared by the API tests: moto Step Functions + S3, API Gateway REST events. No tests here."""
+"""Helpers of the API and CLI tests: the API on moto (Step Functions, S3) and a real Redis, REST events."""
 
 import asyncio
 import base64
@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
-import pytest
 import redis as sync_redis
 from moto import mock_aws
 from redis.asyncio import Redis
@@ -93,8 +92,8 @@ def spec(**overrides: Any) -> dict[str, Any]:
     return {"files": {"index.js": "console.log(1)\n"}, "start": "node index.js", "port": 3000, **overrides}
 
 
-@pytest.fixture
-def api(redis_url: str) -> Iterator[Api]:
+@contextmanager
+def moto_api(redis_url: str) -> Iterator[Api]:
     """The API with moto (state machine, sources and archive buckets) and the real Redis."""
     with mock_aws():
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -191,19 +190,3 @@ def archive_and_expire(redis_url: str, s3: Any, build_id: str, status: str = "SU
 
 def delete_stream(redis_url: str, build_id: str) -> None:
     sync_redis.Redis.from_url(redis_url).delete(logs_key(build_id), meta_key(build_id))
-
-
-__all__ = [
-    "ARCHIVE",
-    "REGION",
-    "SOURCES",
-    "Api",
-    "ApiResponse",
-    "api",
-    "archive_and_expire",
-    "delete_stream",
-    "rest_event",
-    "serve_api",
-    "spec",
-    "write_log",
-]

@@ -1,17 +1,17 @@
-"""Helpers shared by the archiver tests (moto S3, stream builders, fakes). No tests here."""
+"""Helpers of the archive tests: moto S3, stream builders, S3 wrappers and fakes."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import orjson
-import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from redis.asyncio import Redis
 
-from buildlogs.keys import archive_key, logs_key, meta_key
+from buildlogs.keys import archive_key, logs_key
 from buildlogs.stream.entries import entry_record
 from buildlogs.stream.streamer import LogStreamer
 
@@ -19,20 +19,13 @@ BUCKET = "buildlogs-archive-test"
 REGION = "us-east-1"
 
 
-@pytest.fixture
-def s3() -> Iterator[Any]:
+@contextmanager
+def moto_s3() -> Iterator[Any]:
     """A moto S3 client with the archive bucket."""
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)
         yield client
-
-
-@pytest.fixture
-async def stream_cleanup(redis: Redis, build_id: str) -> AsyncIterator[None]:
-    """Delete the build's keys afterwards: the shared Redis keeps no test data."""
-    yield
-    await redis.delete(logs_key(build_id), meta_key(build_id))
 
 
 async def write_build_log(redis: Redis, build_id: str) -> None:
@@ -75,6 +68,54 @@ def archived_records(s3: Any, build_id: str) -> list[dict[str, Any]]:
 
 def multipart_uploads(s3: Any) -> list[Any]:
     return list(s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+
+class CountingBody:
+    """Wraps a StreamingBody: counts the bytes actually read and whether it was closed."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self.read_bytes = 0
+        self.closed = False
+
+    def iter_lines(self, chunk_size: int = 1024, keepends: bool = False) -> Any:
+        pending = b""
+        for chunk in self._body.iter_chunks(chunk_size):
+            self.read_bytes += len(chunk)
+            lines = (pending + chunk).splitlines(True)
+            pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+            for line in lines:
+                yield line if keepends else line.rstrip(b"\n")
+        if pending:
+            yield pending
+
+    def read(self) -> bytes:
+        data: bytes = self._body.read()
+        self.read_bytes += len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        self._body.close()
+
+
+class RecordingS3:
+    """Wraps the moto client: records every GetObject (key, Range) and wraps its body."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.gets: list[tuple[str, str | None]] = []
+        self.bodies: list[CountingBody] = []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets.append((kwargs["Key"], kwargs.get("Range")))
+        response = self._client.get_object(**kwargs)
+        body = CountingBody(response["Body"])
+        self.bodies.append(body)
+        return {**response, "Body": body}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 @dataclass

@@ -15,10 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from buildlogs.api.app import openapi_json
-from tests.integration.test_api_support import Api, api, serve_api
+from tests.support.api import Api, serve_api
 
 pytestmark = [pytest.mark.redis]
-__all__ = ["api"]  # the fixture, used by name
 
 EXAMPLES = 25
 SCHEMA = schemathesis.openapi.from_dict(json.loads(openapi_json()))

@@ -6,10 +6,9 @@ import re
 import pytest
 
 from buildlogs.keys import BUILD_ID_PATTERN, spec_key
-from tests.integration.test_api_support import ARCHIVE, SOURCES, Api, api, archive_and_expire, spec, write_log
+from tests.support.api import ARCHIVE, SOURCES, Api, archive_and_expire, spec, write_log
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("api")]
-__all__ = ["api"]  # the fixture, used by name
 
 
 def _execution(api: Api, build_id: str) -> dict:

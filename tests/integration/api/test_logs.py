@@ -10,11 +10,10 @@ from redis.asyncio import Redis
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import entry_id_key, logs_key, meta_key
 from buildlogs.stream.streamer import LogStreamer
-from tests.integration.test_api_support import ARCHIVE, Api, api, archive_and_expire, spec, write_log
+from tests.support.api import ARCHIVE, Api, archive_and_expire, spec, write_log
 from tests.support.streams import wait_for_blocked_reader
 
 pytestmark = [pytest.mark.redis]
-__all__ = ["api"]  # the fixture, used by name
 
 
 def _submit(api: Api, build_id: str) -> None:

@@ -12,21 +12,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from buildlogs.archive.archiver import CONTENT_TYPE, archive_logs
 from buildlogs.keys import archive_key, logs_key, meta_key
 from buildlogs.statuses import TERMINAL
-from tests.integration.test_archive_support import (
+from tests.support.archive import (
     BUCKET,
     CountingS3,
     KillRecorder,
     NoCalls,
     archived_records,
     multipart_uploads,
-    s3,
-    stream_cleanup,
     stream_records,
     write_build_log,
     write_lines,
 )
-
-__all__ = ["s3", "stream_cleanup"]  # fixtures used by name below
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("stream_cleanup")]
 

@@ -11,10 +11,8 @@ from buildlogs.clients import create_redis
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream.entries import entry_record
-from tests.integration.test_archive_support import BUCKET, archived_records, s3
+from tests.support.archive import BUCKET, archived_records
 from tests.support.redis_servers import RedisServer, redis_cluster
-
-__all__ = ["s3"]
 
 
 @pytest.fixture(scope="module")

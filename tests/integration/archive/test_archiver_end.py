@@ -8,17 +8,7 @@ from redis.asyncio import Redis
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.stream.reader import LogReader
 from buildlogs.stream.streamer import LogStreamer
-from tests.integration.test_archive_support import (
-    BUCKET,
-    KillRecorder,
-    archived_records,
-    s3,
-    stream_cleanup,
-    stream_records,
-    write_lines,
-)
-
-__all__ = ["s3", "stream_cleanup"]  # fixtures used by name below
+from tests.support.archive import BUCKET, KillRecorder, archived_records, stream_records, write_lines
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("stream_cleanup")]
 

@@ -11,9 +11,7 @@ from redis.asyncio import Redis
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import logs_key
 from buildlogs.stream.entries import entry_record
-from tests.integration.test_archive_support import stream_cleanup, write_lines
-
-__all__ = ["stream_cleanup"]
+from tests.support.archive import write_lines
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("stream_cleanup")]
 

@@ -23,11 +23,11 @@ from buildlogs.observability import metrics
 from buildlogs.settings import Settings
 from functions.archiver import handler
 from infra.constants import SWEEP_EVENT
-from tests.integration.test_archive_support import BUCKET, REGION, archived_records, stream_records, write_lines
+from tests.support.archive import BUCKET, REGION, archived_records, stream_records, write_lines
 
 pytestmark = pytest.mark.redis
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:BuildPipeline"
 
 

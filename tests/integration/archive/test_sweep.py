@@ -13,15 +13,7 @@ from redis.asyncio import Redis
 
 from buildlogs.archive.sweep import sweep
 from buildlogs.keys import archive_key, logs_key, meta_key
-from tests.integration.test_archive_support import (
-    BUCKET,
-    REGION,
-    KillRecorder,
-    NoCalls,
-    archived_records,
-    stream_records,
-    write_lines,
-)
+from tests.support.archive import BUCKET, REGION, KillRecorder, NoCalls, archived_records, stream_records, write_lines
 
 pytestmark = pytest.mark.redis
 

@@ -17,10 +17,9 @@ from redis.asyncio import Redis
 from buildlogs.client.cli import Backoff, HttpRequest, main, urllib_transport
 from buildlogs.settings import get_settings
 from buildlogs.stream.streamer import LogStreamer
-from tests.integration.test_api_support import Api, api, serve_api, spec, write_log
+from tests.support.api import Api, serve_api, spec, write_log
 
 pytestmark = [pytest.mark.redis]
-__all__ = ["api"]  # the fixture, used by name
 
 
 def _log(status: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -19,7 +19,7 @@ from buildlogs.pipeline.sandbox import LocalSandboxRuntime
 from buildlogs.pipeline.spec_store import LocalSpecStore
 from buildlogs.settings import get_settings
 from functions.stage.handler import lambda_handler
-from tests.integration.sandbox.conftest import free_port
+from tests.support.sandbox import free_port
 
 SERVER = (
     "import http.server, os\n"

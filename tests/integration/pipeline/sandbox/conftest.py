@@ -1,9 +1,6 @@
-"""Fixtures of the sandbox and stage tests: a fake envd for the real e2b SDK, runtimes, polling."""
+"""Fixtures of the sandbox tests: a fake envd for the real e2b SDK, a started runtime of each kind."""
 
-import asyncio
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,23 +41,3 @@ async def runtime(
         yield sandbox
     finally:
         await sandbox.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10, what: str = "condition") -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -9,7 +9,7 @@ import pytest
 from buildlogs.errors import CommandFailed
 from buildlogs.pipeline.sandbox import TIMEOUT_EXIT_CODE, SandboxRuntime, create_runtime
 from buildlogs.settings import get_settings
-from tests.integration.sandbox.conftest import eventually, free_port
+from tests.support.sandbox import eventually, free_port
 
 SERVER = (
     "import http.server, os\n"
