@@ -13,7 +13,7 @@ from tests.support.api import rest_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
-HANDLER = Path(__file__).resolve().parents[2] / "functions" / "api" / "handler.py"
+HANDLER = Path(__file__).resolve().parents[3] / "functions" / "api" / "handler.py"
 
 
 def _load_handler() -> ModuleType:
