@@ -1,15 +1,29 @@
-"""Pure parts of the API: execution ARNs, page tokens, the archive reader, filters, stage summaries."""
+"""Pure parts of the builds module: execution ARNs, build ids, list pages and their opaque tokens."""
 
-import io
+import re
 from typing import Any
 
-import orjson
 import pytest
 
-from buildlogs.api.builds import InvalidPageToken, _decode_token, _encode_token, execution_arn, new_build_id
-from buildlogs.api.logs import LogFilter, _Summariser
-from buildlogs.archive.reader import ArchiveMissing, read_archive_page
+from buildlogs.api.builds import InvalidPageToken, execution_arn, list_builds, new_build_id
 from buildlogs.keys import BUILD_ID_PATTERN
+
+MACHINE = "arn:aws:states:eu-west-1:123456789012:stateMachine:Builds-Abc"
+
+
+class ListingSfn:
+    """An in-memory ListExecutions: one page, with ``next_token`` as Step Functions' nextToken."""
+
+    def __init__(self, next_token: str | None = None) -> None:
+        self.next_token = next_token
+        self.calls: list[dict[str, Any]] = []
+
+    def list_executions(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        page: dict[str, Any] = {"executions": [{"name": "b-1", "status": "RUNNING"}]}
+        if self.next_token is not None:
+            page["nextToken"] = self.next_token
+        return page
 
 
 def test_the_execution_arn_is_derived_from_the_state_machine_arn() -> None:
@@ -29,111 +43,39 @@ def test_a_missing_state_machine_arn_is_a_configuration_error() -> None:
 
 
 def test_generated_ids_match_the_pattern_and_differ() -> None:
-    import re
-
     ids = {new_build_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(re.fullmatch(BUILD_ID_PATTERN, i) for i in ids)
 
 
 def test_page_tokens_round_trip_and_foreign_ones_are_rejected() -> None:
-    assert _decode_token(_encode_token("AAAA/+==token")) == "AAAA/+==token"
-    for bad in ("", "!!!", "bm90IGpzb24", "eyJzZm4iOiAxfQ"):
+    # GIVEN a first page whose Step Functions nextToken has characters a URL would mangle
+    sfn_token = "AAAA/+==token"
+    first = ListingSfn(next_token=sfn_token)
+    builds, token = list_builds(first, MACHINE, limit=1)  # type: ignore[arg-type]
+    assert [b.build_id for b in builds] == ["b-1"]
+    assert token is not None
+    assert token != sfn_token
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token)  # URL-safe, unpadded
+
+    # WHEN the next page is asked for with the API's token
+    second = ListingSfn()
+    _builds, last = list_builds(second, MACHINE, limit=1, token=token)  # type: ignore[arg-type]
+
+    # THEN Step Functions gets its own token back; a last page has no token
+    assert second.calls == [{"stateMachineArn": MACHINE, "maxResults": 1, "nextToken": sfn_token}]
+    assert last is None
+
+    # and tokens the API never issued are rejected before Step Functions is called
+    for bad in ("!!!", "bm90IGpzb24", "eyJzZm4iOiAxfQ", "e30", "eyJzZm4iOiAiIn0"):
+        foreign = ListingSfn()
         with pytest.raises(InvalidPageToken):
-            _decode_token(bad)
+            list_builds(foreign, MACHINE, limit=1, token=bad)  # type: ignore[arg-type]
+        assert foreign.calls == []
 
 
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self._stream = io.BytesIO(data)
-        self.closed = False
-
-    def iter_lines(self, **_kwargs: Any) -> Any:
-        return iter(self._stream.read().splitlines())
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class _FakeS3:
-    """Just get_object over an in-memory archive (without an index.json sidecar)."""
-
-    def __init__(self, records: list[dict[str, Any]] | None) -> None:
-        self.body = _Body(b"".join(orjson.dumps(r) + b"\n" for r in records or []))
-        self.missing = records is None
-
-    def get_object(self, **kwargs: Any) -> dict[str, Any]:
-        if self.missing or kwargs["Key"].endswith("/index.json"):
-            from botocore.exceptions import ClientError
-
-            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
-        return {"Body": self.body}
-
-
-def _records() -> list[dict[str, Any]]:
-    rows = [
-        {
-            "id": "1-0",
-            "ts": 1,
-            "source": "system",
-            "text": "--- Building ---",
-            "phase": "build",
-            "event": "stage_start",
-        },
-        {"id": "1-1", "ts": 2, "source": "stdout", "text": "a", "phase": "build"},
-        {"id": "2-0", "ts": 3, "source": "stderr", "text": "b", "phase": "build"},
-        {"id": "10-0", "ts": 4, "source": "stdout", "text": "c", "phase": "build"},
-    ]
-    rows.append({"id": "11-0", "ts": 5, "source": "system", "text": "end", "phase": "build", "event": "end"})
-    return rows
-
-
-def test_archive_pages_start_strictly_after_the_cursor_by_numeric_id_order() -> None:
-    s3 = _FakeS3(_records())
-    page = read_archive_page(s3, "bucket", "b-1", after="2-0", limit=1)
-    assert [e.id for e in page.entries] == ["10-0"]
-    assert (page.next, page.done) == ("10-0", False)
-    assert s3.body.closed
-    last = read_archive_page(_FakeS3(_records()), "bucket", "b-1", after="10-0", limit=5)
-    assert [e.id for e in last.entries] == ["11-0"]
-    assert last.done
-
-
-def test_a_filtered_archive_page_moves_next_past_rejected_entries() -> None:
-    page = read_archive_page(_FakeS3(_records()), "bucket", "b-1", limit=1, keep=LogFilter(source="stderr"))
-    assert [e.text for e in page.entries] == ["b"]
-    assert page.next == "2-0"
-    rest = read_archive_page(_FakeS3(_records()), "bucket", "b-1", after="2-0", keep=LogFilter(source="stderr"))
-    assert (rest.entries, rest.next, rest.done) == ([], "11-0", True)
-
-
-def test_a_missing_archive_is_reported() -> None:
-    with pytest.raises(ArchiveMissing):
-        read_archive_page(_FakeS3(None), "bucket", "b-1")
-
-
-def test_the_summary_tracks_stage_outcomes_and_the_preview_url() -> None:
-    summary = _Summariser()
-    for record in [
-        {"source": "system", "phase": "provision", "event": "stage_start", "ts": 1000},
-        {"source": "system", "phase": "provision", "event": "stage_end", "duration_ms": 5, "exit_code": 0},
-        {"source": "system", "phase": "start", "event": "stage_start", "ts": 2000},
-        {"source": "stdout", "phase": "start", "text": "Dev server listening on port 1: http://evil"},
-        {"source": "system", "phase": "start", "preview_url": "https://3000-x.e2b.app", "text": "ready"},
-        {"source": "system", "phase": "start", "event": "stage_end", "duration_ms": 7},
-        {"source": "system", "phase": "healthcheck", "event": "stage_start", "ts": 3000},
-        {"source": "system", "phase": "healthcheck", "event": "build_failed"},
-        {"source": "system", "phase": "healthcheck", "event": "stage_end", "duration_ms": 9, "exit_code": 0},
-        {"source": "system", "phase": "cleanup", "event": "stage_start", "ts": 4000},
-    ]:
-        summary.feed(record)
-    result = summary.result(finished=True, source="stream")
-    assert [(s.name, s.status) for s in result.stages] == [
-        ("provision", "succeeded"),
-        ("start", "succeeded"),
-        ("healthcheck", "failed"),
-        ("cleanup", "interrupted"),
-    ]
-    assert result.stages[0].started_ms == 1000
-    assert result.stages[1].duration_ms == 7
-    assert result.preview_url == "https://3000-x.e2b.app"  # stdout can never set it
+def test_no_token_is_the_first_page() -> None:
+    for token in (None, ""):
+        sfn = ListingSfn()
+        list_builds(sfn, MACHINE, limit=5, status="FAILED", token=token)  # type: ignore[arg-type]
+        assert sfn.calls == [{"stateMachineArn": MACHINE, "maxResults": 5, "statusFilter": "FAILED"}]

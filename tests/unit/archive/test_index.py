@@ -1,4 +1,4 @@
-"""The index document: parsing, seeking, the summary state round trip, unreadable indexes."""
+"""The index document: parsing, seeking, the summary it keeps, unreadable indexes."""
 
 import io
 from typing import Any
@@ -8,7 +8,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from buildlogs.archive.index import ArchiveIndex, IndexBuilder, index_key, load_index
-from buildlogs.stream.summary import Summariser
 
 
 def _document(**changes: Any) -> bytes:
@@ -67,28 +66,6 @@ def test_the_builder_marks_every_nth_line_and_keeps_the_summary() -> None:
 def test_a_malformed_index_is_rejected(changes: dict[str, Any]) -> None:
     with pytest.raises((ValueError, TypeError, KeyError)):
         ArchiveIndex.parse(_document(**changes))
-
-
-def test_the_summary_state_round_trips() -> None:
-    summariser = Summariser()
-    for record in [
-        {"source": "system", "phase": "provision", "event": "stage_start", "ts": 1000},
-        {"source": "system", "phase": "provision", "event": "stage_end", "duration_ms": 5, "exit_code": 0},
-        {"source": "system", "phase": "start", "event": "stage_start", "ts": 2000},
-        {"source": "system", "phase": "start", "preview_url": "https://3000-x.e2b.app", "text": "ready"},
-        {"source": "system", "phase": "start", "event": "build_failed"},
-    ]:
-        summariser.feed(record)
-    state = orjson.loads(orjson.dumps(summariser.state()))
-    for finished in (False, True):
-        assert Summariser.from_state(state).result(finished, "x") == summariser.result(finished, "x")
-
-
-def test_result_does_not_change_the_summariser() -> None:
-    summariser = Summariser()
-    summariser.feed({"source": "system", "phase": "build", "event": "stage_start", "ts": 1})
-    assert summariser.result(True, "x").stages[0].status == "interrupted"
-    assert summariser.result(False, "x").stages[0].status == "running"
 
 
 class _S3:

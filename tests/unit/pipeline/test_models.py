@@ -10,6 +10,7 @@ from buildlogs.pipeline.models import (
     MAX_FILES,
     STAGE_INPUTS,
     STAGE_OUTPUTS,
+    STAGE_OVERHEAD_SECONDS,
     BuildSpec,
     command_timeout_limit,
 )
@@ -126,3 +127,8 @@ def test_a_stage_needing_the_sandbox_refuses_a_state_without_it() -> None:
 def test_extra_state_keys_pass_through_to_the_next_state() -> None:
     state = STAGE_INPUTS["cleanup"].model_validate({"build_id": "b-1", "spec_ref": "s3://b/k", "attempt": 2})
     assert state.updated()["attempt"] == 2
+
+
+def test_command_timeouts_stay_below_each_stage_lambda_timeout() -> None:
+    for stage in STAGES:
+        assert command_timeout_limit(stage.name) == stage.timeout_seconds - STAGE_OVERHEAD_SECONDS

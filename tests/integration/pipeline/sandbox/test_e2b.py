@@ -69,6 +69,7 @@ class _KillVariant:
 
 class RecordingSandbox:
     calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []
+    instances: ClassVar[list["RecordingSandbox"]] = []  # every sandbox handed out, newest last
     fail_connect = False
     fail_kill = False
     kill = _KillVariant()
@@ -77,6 +78,7 @@ class RecordingSandbox:
         self.sandbox_id = sandbox_id
         self.commands = _Commands()
         self.connection_config = type("Config", (), {"debug": False})()
+        RecordingSandbox.instances.append(self)
 
     def get_host(self, port: int) -> str:
         return f"{port}-{self.sandbox_id}.e2b.app"
@@ -97,6 +99,7 @@ class RecordingSandbox:
 @pytest.fixture(autouse=True)
 def double(monkeypatch: pytest.MonkeyPatch) -> type[RecordingSandbox]:
     RecordingSandbox.calls = []
+    RecordingSandbox.instances = []
     RecordingSandbox.fail_connect = RecordingSandbox.fail_kill = False
     monkeypatch.setattr(e2b_adapter, "AsyncSandbox", RecordingSandbox)
     return RecordingSandbox
@@ -121,7 +124,7 @@ async def test_provision_creates_the_sandbox_with_template_lifetime_metadata_and
     ]
     assert runtime.sandbox_id == "sbx-new"
     # and its work directory was made
-    sandbox = runtime._sandbox  # type: ignore[attr-defined]
+    [sandbox] = RecordingSandbox.instances
     assert sandbox.commands.ran[0]["cmd"] == "mkdir -p /home/user/app"
 
 
@@ -133,7 +136,8 @@ async def test_later_stages_reconnect_by_id_and_preview_through_get_host() -> No
     # commands are forwarded with their callbacks, cwd and env
     out: list[str] = []
     await runtime.run_command("npm ci", 30, on_stdout=out.append, envs={"A": "1"})
-    ran = runtime._sandbox.commands.ran[-1]  # type: ignore[attr-defined]
+    [sandbox] = RecordingSandbox.instances
+    ran = sandbox.commands.ran[-1]
     assert ran["cmd"] == "npm ci"
     assert (ran["background"], ran["cwd"], ran["envs"], ran["on_stdout"]) == (
         True,

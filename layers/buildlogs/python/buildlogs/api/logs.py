@@ -119,8 +119,6 @@ PAGE_SIZE = 1000
 # A live summary reads at most this many pages of new entries per request (see summarise_log).
 MAX_SUMMARY_PAGES = 50
 
-_Summariser = Summariser  # the name the API's unit tests use
-
 
 @tracer.capture_method(capture_response=False)
 async def summarise_log(
