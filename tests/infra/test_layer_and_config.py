@@ -31,9 +31,36 @@ def test_runtime_architecture_and_pip_target_agree() -> None:
 def test_inputs_hash_tracks_mode_and_sources() -> None:
     assert layer.inputs_hash("pip") == layer.inputs_hash("pip")
     assert layer.inputs_hash("pip") != layer.inputs_hash("skip")
-    assert any(p.name == "stages.py" for p in layer._package_files())
-    assert not any("__pycache__" in p.parts for p in layer._package_files())
-    assert not any(p.relative_to(LAYER_PACKAGE_DIR).parts[0] == "client" for p in layer._package_files())
+
+
+def test_inputs_hash_covers_the_shipped_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a package tree with a module, a bytecode cache and the client-only subpackage
+    package = tmp_path / "python" / LAYER_PACKAGE_DIR.name
+    files = {
+        "shipped": package / "pipeline" / "stages.py",
+        "cache": package / "pipeline" / "__pycache__" / "stages.cpython-311.pyc",
+        "client": package / "client" / "cli.py",
+    }
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("v1\n")
+    monkeypatch.setattr(layer, "LAYER_DIR", tmp_path)
+    monkeypatch.setattr(layer, "LAYER_PACKAGE_DIR", package)
+    before = layer.inputs_hash("skip")
+
+    # WHEN a bytecode cache or a client module changes THEN the hash does not
+    for name in ("cache", "client"):
+        files[name].write_text("v2\n")
+        assert layer.inputs_hash("skip") == before, name
+    (package / "client" / "console.py").write_text("new\n")
+    assert layer.inputs_hash("skip") == before
+
+    # WHEN a shipped module changes, or one is added THEN it does
+    files["shipped"].write_text("v2\n")
+    changed = layer.inputs_hash("skip")
+    assert changed != before
+    (package / "keys.py").write_text("new\n")
+    assert layer.inputs_hash("skip") not in {before, changed}
 
 
 def test_skip_bundle_ships_the_package_and_is_cached(tmp_path: Path) -> None:
