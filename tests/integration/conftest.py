@@ -1,4 +1,4 @@
-"""Fixtures shared by the integration tests: the API on moto, moto S3, cleanup of a build's stream."""
+"""Fixtures shared by the integration tests: the API on moto, moto S3, a build's stream cleanup, a Redis Cluster."""
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from buildlogs.keys import logs_key, meta_key
 from tests.support.api import Api, moto_api
 from tests.support.archive import moto_s3
+from tests.support.redis_servers import RedisServer, redis_cluster
 
 
 @pytest.fixture
@@ -30,3 +31,10 @@ async def stream_cleanup(redis: Redis, build_id: str) -> AsyncIterator[None]:
     """Delete the build's keys afterwards: the shared Redis keeps no test data."""
     yield
     await redis.delete(logs_key(build_id), meta_key(build_id))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[list[RedisServer]]:
+    """A real 3-node Redis Cluster on free ports (ElastiCache Serverless mode), one per test module."""
+    with redis_cluster(3) as servers:
+        yield servers

@@ -1,9 +1,7 @@
 """The streamer and reader unchanged on a real 3-node Redis Cluster (ElastiCache Serverless mode)."""
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 import redis as sync_redis
 
 from buildlogs.clients import create_redis
@@ -11,13 +9,7 @@ from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream.reader import LogReader
 from buildlogs.stream.streamer import LogStreamer
-from tests.support.redis_servers import RedisServer, redis_cluster
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[list[RedisServer]]:
-    with redis_cluster(3) as servers:
-        yield servers
+from tests.support.redis_servers import RedisServer
 
 
 async def test_streaming_and_reading_work_on_a_cluster(cluster: list[RedisServer]) -> None:

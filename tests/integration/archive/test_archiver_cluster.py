@@ -1,10 +1,7 @@
 """archive_logs unchanged on a real 3-node Redis Cluster (ElastiCache Serverless mode)."""
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.clients import create_redis
@@ -12,13 +9,7 @@ from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream.entries import entry_record
 from tests.support.archive import BUCKET, archived_records
-from tests.support.redis_servers import RedisServer, redis_cluster
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[list[RedisServer]]:
-    with redis_cluster(3) as servers:
-        yield servers
+from tests.support.redis_servers import RedisServer
 
 
 async def test_archive_on_a_cluster_writes_one_end_per_build(cluster: list[RedisServer], s3: Any) -> None:

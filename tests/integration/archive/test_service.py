@@ -3,7 +3,7 @@
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from buildlogs.archive import service
 from buildlogs.clients import s3_client, sfn_client
-from buildlogs.keys import archive_key, logs_key, meta_key
+from buildlogs.keys import archive_key, logs_key
 from buildlogs.observability import metrics
 from buildlogs.settings import Settings
 from functions.archiver import handler
@@ -76,12 +76,6 @@ def env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[None]:
     sfn_client.cache_clear()
 
 
-@pytest.fixture
-async def cleanup(redis: Redis, build_id: str) -> AsyncIterator[None]:
-    yield
-    await redis.delete(logs_key(build_id), meta_key(build_id))
-
-
 def test_sample_events_have_the_aws_shape() -> None:
     # GIVEN the sample events / THEN they carry the fields AWS documents for their detail-types
     status = load_event("sfn-execution-status-change.json")
@@ -97,7 +91,7 @@ def test_sample_events_have_the_aws_shape() -> None:
     assert load_event("scheduled-archive-sweep.json") == SWEEP_EVENT
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 async def test_status_event_archives_the_build_and_flushes_metrics(
     redis: Redis, build_id: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,7 +125,7 @@ async def test_status_event_archives_the_build_and_flushes_metrics(
     assert [doc["ArchivedLines"] for doc in emf if "ArchivedLines" in doc] == [[26.0]]
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -169,7 +163,7 @@ def test_hostile_name_returns_with_a_warning(name: str) -> None:
     assert "Contents" not in boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 async def test_missing_bucket_returns_with_a_warning(
     redis: Redis, build_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -192,7 +186,7 @@ def test_redis_unreachable_raises_so_lambda_retries(build_id: str, monkeypatch: 
         service.handle(status_event(build_id))
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 @pytest.mark.parametrize("sample", ["scheduled-archive-sweep.json", "scheduled-sweep.json"])
 async def test_scheduled_event_sweeps_ended_executions(redis: Redis, build_id: str, sample: str) -> None:
     # GIVEN an aborted execution whose status event was lost (moto: a stopped execution)
@@ -222,7 +216,7 @@ def direct_settings(redis_url: str, bucket: str = BUCKET) -> Settings:
     )
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 async def test_service_archives_with_the_clients_it_is_given(redis: Redis, redis_url: str, build_id: str) -> None:
     # GIVEN a build log, explicit settings and a moto S3 client (no cached client)
     s3 = boto3.client("s3", region_name=REGION)
@@ -240,7 +234,7 @@ async def test_service_archives_with_the_clients_it_is_given(redis: Redis, redis
     assert archived_records(s3, build_id) == await stream_records(redis, build_id)
 
 
-@pytest.mark.usefixtures("env", "cleanup")
+@pytest.mark.usefixtures("env", "stream_cleanup")
 async def test_service_sweep_with_a_failed_build_raises_so_the_schedule_retries(redis_url: str, build_id: str) -> None:
     # GIVEN an aborted execution, and an archive bucket that does not exist
     s3 = boto3.client("s3", region_name=REGION)
