@@ -7,7 +7,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from buildlogs.archive.index import ArchiveIndex, IndexBuilder, index_key, load_index
+from buildlogs.archive.index import ArchiveIndex, IndexBuilder, load_index
 
 
 def _document(**changes: Any) -> bytes:
@@ -18,12 +18,6 @@ def _document(**changes: Any) -> bytes:
     document = orjson.loads(builder.document(lines=5, last_id="10-4", size=300))
     document.update(changes)
     return orjson.dumps(document)
-
-
-def test_the_index_key_sits_next_to_the_log_and_rejects_hostile_ids() -> None:
-    assert index_key("b-1") == "build-logs/b-1/index.json"
-    with pytest.raises(ValueError, match="invalid build id"):
-        index_key("../x")
 
 
 @pytest.mark.parametrize(
