@@ -38,7 +38,7 @@ from buildlogs.client.moto_hook import TaskFailed, route_lambda_tasks, wait_for_
 from buildlogs.keys import archive_key, index_key, validate_build_id
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.settings import Settings, apply_environment, get_settings
-from buildlogs.statuses import TERMINAL
+from buildlogs.statuses import TERMINAL, ExecutionStatus
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -61,6 +61,7 @@ class LocalRunConfig:
     sandbox: str = "local"  # local | e2b (E2B_API_KEY)
     api_port: int = 0  # 0: a free port
     context: Mapping[str, Any] = field(default_factory=dict)  # CDK context overrides (e.g. retry intervals)
+    cache_dir: Path | None = None  # the synthesized definition's cache (default: workdir/cache)
 
 
 def definition_inputs() -> list[Path]:
@@ -150,6 +151,7 @@ class LocalStack:
         self._archive_bucket = ""
         self.task_calls = 0
         self._sandboxes: set[str] = set()  # reaped when the stack stops (a succeeded build's dev server)
+        self._cancelled: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class LocalStack:
 
         workdir = self.config.workdir.resolve()
         user = get_settings()
-        definition = cached_definition(workdir / "cache", self.config.context)
+        definition = cached_definition(self.config.cache_dir or workdir / "cache", self.config.context)
         real_s3 = bool(user.sources_bucket or user.log_archive_bucket)
         moto_config: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
         if real_s3:
@@ -236,6 +238,10 @@ class LocalStack:
             try:
                 result = lambda_handler(payload, LocalLambdaContext(f"buildlogs-{stage}"))
             except Exception as exc:  # Lambda reports the exception's class name as errorType
+                if payload.get("build_id") in self._cancelled:
+                    # The execution was stopped while this task ran: in AWS it is ABORTED whatever
+                    # the task returns; moto would record a late error as FAILED, so report none.
+                    return payload
                 raise TaskFailed(type(exc).__name__, str(exc)) from None
         if isinstance(result, dict) and result.get("sandbox_id"):
             self._sandboxes.add(str(result["sandbox_id"]))
@@ -278,16 +284,30 @@ class LocalStack:
             if described["status"] in TERMINAL:
                 break
             time.sleep(POLL_INTERVAL_S)
-        from functions.archiver.handler import lambda_handler as archiver_handler
-
-        archiver_handler(status_change_event(described), LocalLambdaContext("buildlogs-archiver"))
-        self._copy_archive(build_id)
+        self._archive(described)
         return str(described["status"])
 
     def cancel(self, build_id: str) -> None:
-        """``StopExecution``: the run ends ABORTED (the archiver then reaps its sandbox)."""
+        """``StopExecution``, then what AWS does at once: the ABORTED event reaches the archiver.
+
+        In AWS the execution is ABORTED immediately while its running stage Lambda goes on; moto
+        reports ABORTED only once the running task returns. So the status-change event is sent
+        now, as AWS would: the archiver closes the log and reaps the sandbox (the running command
+        dies, the stage's late lines fall after ``end`` and are discarded, as in AWS).
+        """
         assert self._sfn is not None
+        self._cancelled.add(build_id)
         self._sfn.stop_execution(executionArn=self.execution_arn(build_id), cause="cancelled from the local run")
+        described = self.describe(build_id)
+        if described["status"] not in TERMINAL:
+            described.update(status=ExecutionStatus.ABORTED.value, stopDate=datetime.now(UTC))
+        self._archive(described)
+
+    def _archive(self, described: dict[str, Any]) -> None:
+        from functions.archiver.handler import lambda_handler as archiver_handler
+
+        archiver_handler(status_change_event(described), LocalLambdaContext("buildlogs-archiver"))
+        self._copy_archive(str(described["name"]))
 
     def archive_path(self, build_id: str) -> Path:
         return self.config.workdir / "archive" / archive_key(build_id)

@@ -224,8 +224,11 @@ class LocalSandboxRuntime(DevServerMixin):
         for process in self._background:
             await process.detach()
         pids = self._meta_dir / "pids"
-        if pids.exists():
-            await asyncio.gather(*(_kill_group(int(line)) for line in pids.read_text().split()))
+        groups = [int(line) for line in pids.read_text().split()] if pids.exists() else []
+        # Commands running in the foreground right now (another stage's, or a cancelled one's):
+        # killing a sandbox ends everything in it, as it does in E2B.
+        groups += [int(path.name.removeprefix("fg-")) for path in self._meta_dir.glob("fg-*")]
+        await asyncio.gather(*(_kill_group(pgid) for pgid in groups))
         shutil.rmtree(self.directory, ignore_errors=True)
 
     async def close(self) -> None:
@@ -262,6 +265,8 @@ class LocalSandboxRuntime(DevServerMixin):
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        marker = self._meta_dir / f"fg-{process.pid}"  # its own process group: kill() finds it here
+        await asyncio.to_thread(marker.touch)
         out, err = _Collector(on_stdout), _Collector(on_stderr)
         readers = [
             asyncio.create_task(_pump(process.stdout, out)),
@@ -281,6 +286,7 @@ class LocalSandboxRuntime(DevServerMixin):
             await asyncio.gather(*readers, return_exceptions=True)
             if process.returncode is None:
                 await _terminate_group(process)
+            marker.unlink(missing_ok=True)
         for task in done:
             task.result()  # a callback's exception surfaces here
         code = TIMEOUT_EXIT_CODE if timed_out else _exit_code(process.returncode)
