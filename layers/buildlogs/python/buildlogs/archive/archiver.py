@@ -100,8 +100,6 @@ async def archive_logs(
         ttl_seconds = get_settings().log_stream_ttl_seconds
     key, mkey, okey = logs_key(build_id), meta_key(build_id), archive_key(build_id)
     try:
-        if status in UNCAUGHT:
-            await _reap_sandbox(redis, mkey, build_id, kill_sandbox)
         if bucket and not await redis.exists(key):
             # The stream has expired after an earlier archival, or never existed: never overwrite.
             existing = await head_archive(s3, bucket, okey)
@@ -110,6 +108,10 @@ async def archive_logs(
                 await asyncio.to_thread(ensure_index, s3, bucket, build_id)  # its index write may have failed
                 return existing
         snapshot = await _close_stream(redis, key, status, build_id)
+        if status in UNCAUGHT:
+            # After end, not before: the killed command's late failure report then falls after
+            # end and is discarded — the log says BUILD ABORTED/TIMED_OUT, not a misleading exit 137.
+            await _reap_sandbox(redis, mkey, build_id, kill_sandbox)
         if not bucket:
             logger.info(
                 "LOG_ARCHIVE_BUCKET is empty: archival skipped, the stream keeps no TTL",
