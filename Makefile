@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) -m bench.stream_latency
 	$(PY) -m bench.cold_import
 	$(PY) -m bench.archive
+	$(PY) -m bench.pipeline
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
 NPM_STAMP := node_modules/.installed

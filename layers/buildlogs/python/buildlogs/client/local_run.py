@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ LOCAL_BUCKET = "buildlogs-local"  # sources and archive, one bucket as in the st
 STATE_MACHINE_NAME = "buildlogs-local"
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/buildlogs-local-state-machine"
-POLL_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.02  # describe_execution is in-process: cheap
 EXECUTION_DRAIN_S = 30.0  # at exit, how long a stopped execution's running task may take to return
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
@@ -182,6 +183,8 @@ class LocalStack:
             moto_config["core"] = {"passthrough": {"services": ["s3"], "urls": []}}
         self._exits.enter_context(mock_aws(config=moto_config))
         embedded.install()
+        # A function that published no metric says so on every invocation: noise on a terminal.
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
         self._s3 = boto3.client("s3", region_name=REGION)
         self._bucket = user.sources_bucket or LOCAL_BUCKET
