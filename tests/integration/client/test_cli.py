@@ -3,6 +3,7 @@
 import asyncio
 import io
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.client.cli import Backoff, HttpRequest, main, urllib_transport
+from buildlogs.client.cli import main
+from buildlogs.client.http import RetryPolicy
 from buildlogs.settings import get_settings
 from buildlogs.stream.streamer import LogStreamer
 from tests.support.api import Api, serve_api, spec, write_log
@@ -63,11 +66,20 @@ def test_tail_prints_the_log_and_exits_with_the_build_result(
         get_settings.cache_clear()
         # WHEN tail follows it
         exit_code = main(["tail", build_id], out=out)
-    # THEN every line is printed (uncoloured off a terminal) and the exit code is the result's
+    # THEN every line is printed (uncoloured off a terminal), then the summary; the exit code is the result's
     assert exit_code == code
-    lines = out.getvalue().splitlines()
+    log, summary = out.getvalue().split("\n\n", 1)
+    lines = log.splitlines()
+    assert "\x1b" not in out.getvalue()
     assert lines[1:3] == ["[      build]   compiling", "[      build] ! warning: slow"]
+    assert lines[3].startswith("[      build] ✓ build finished · ")
+    assert lines[3].endswith(" · exit 0")
     assert lines[-1] == f"[      build] # end of log: {status}"
+    assert len(lines) == len(_log(status))
+    rows = [re.split(r"\s{2,}", line.strip()) for line in summary.splitlines()]
+    assert ["result", build_id, status] in rows
+    assert ["lines", str(len(_log(status)))] in rows
+    assert any(row[:2] == ["build", "✓ succeeded"] for row in rows)
 
 
 def test_tail_colours_lines_when_forced(
@@ -80,7 +92,7 @@ def test_tail_colours_lines_when_forced(
     out = io.StringIO()
     with serve_api() as url:
         assert main(["--api", url, "tail", build_id], out=out) == 0
-    assert "\033[31m! warning: slow" in out.getvalue()
+    assert "\033[31m ! \033[0m\033[31mwarning: slow" in out.getvalue()
 
 
 async def test_tail_follows_a_live_build_with_long_polls(api: Api, redis: Redis, build_id: str) -> None:
@@ -102,7 +114,7 @@ async def test_tail_follows_a_live_build_with_long_polls(api: Api, redis: Redis,
         code = await asyncio.wait_for(tail, timeout=20)
     # THEN tail printed the lines as they came and exited with FAILED's code, well before a 20 s wait
     assert code == 1
-    assert "[      build]   hello from the build" in out.getvalue().splitlines()
+    assert out.getvalue().splitlines()[1] == "[      build]   hello from the build"
     assert time.monotonic() - started < 15
 
 
@@ -130,8 +142,8 @@ class _FlakyFront(BaseHTTPRequestHandler):
             cls.failures_left -= 1
             self._reply(503, b'{"error": "internal_error", "message": "Service Unavailable"}')
             return
-        response = urllib_transport(HttpRequest("GET", cls.upstream + self.path, dict(self.headers.items())))
-        self._reply(response.status, response.body)
+        response = httpx.get(cls.upstream + self.path, timeout=30)
+        self._reply(response.status_code, response.content)
 
     def _reply(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -176,11 +188,11 @@ def test_tail_rides_out_503s_and_prints_every_entry_once(
         code = main(
             ["--api", front.url, "tail", build_id],
             out=out,
-            backoff=Backoff(sleep=sleeps.append),
+            retry=RetryPolicy(sleep=sleeps.append),
         )
     # THEN every entry is printed exactly once and the exit code is the build's
     assert code == 2
-    lines = out.getvalue().splitlines()
+    lines = out.getvalue().split("\n\n")[0].splitlines()
     assert len(lines) == len(_log("TIMED_OUT"))
     assert lines[1:3] == ["[      build]   compiling", "[      build] ! warning: slow"]
     assert lines[-1] == "[      build] # end of log: TIMED_OUT"
@@ -198,7 +210,7 @@ def test_tail_of_an_unknown_build_exits_3_without_retrying(
     sleeps: list[float] = []
     with serve_api() as upstream, flaky_front(upstream, failures=0) as front:
         # WHEN tail follows it
-        code = main(["--api", front.url, "tail", build_id], backoff=Backoff(sleep=sleeps.append))
+        code = main(["--api", front.url, "tail", build_id], retry=RetryPolicy(sleep=sleeps.append))
     # THEN it exits 3 after a single request, no backoff, no retry notice
     assert code == 3
     assert len(front.requests) == 1

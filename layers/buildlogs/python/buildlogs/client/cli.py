@@ -1,284 +1,474 @@
-"""The client CLI: ``submit SPEC.json`` starts a build, ``tail BUILD_ID`` follows its log.
+"""The ``buildlogs`` command line: run, submit, tail, status, list, cancel (click).
 
-``python -m buildlogs.client.cli [--api URL] submit SPEC.json [--follow]`` ·
-``python -m buildlogs.client.cli [--api URL] tail BUILD_ID [--after ID]``. The API root comes from
-``--api`` or ``BUILDLOGS_API_URL``. Requests to a deployed API are signed with SigV4 (service
-``execute-api``, credentials from the standard AWS chain, region from the URL); requests to
-localhost go unsigned (a local API). Standard library HTTP + botocore's signer: nothing to install.
+The commands only: HTTP, signing and retries are in :mod:`buildlogs.client.http`, following a
+log in :mod:`buildlogs.client.follow`, rendering in :mod:`buildlogs.client.console`, and ``run``'s
+local stack in ``buildlogs.client.local_run`` (imported when ``run`` runs).
 
-``tail`` exits with the build's result: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED,
-3 when the API cannot answer (unknown build, any other 4xx, or an outage that outlasts the retries).
-``tail`` rides out transient errors (429, 502, 503, 504, network errors): it retries the same
-cursor (no gap, no duplicate) with capped exponential backoff for up to about two minutes of
-consecutive failures, with one dim notice on stderr per outage.
+The API root comes from ``--api`` (before or after the command) or ``BUILDLOGS_API_URL``.
+Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API or usage error, 130 Ctrl-C.
 """
 
-import argparse
-import http.client
+import importlib
 import json
-import re
 import sys
-import time
-import urllib.error
-import urllib.request
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any, Protocol, TextIO
 
-from buildlogs.client.console import RESET, format_entry, use_colour
+import click
+import httpx
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from buildlogs.client.console import LogView, build_summary, format_duration, make_console, total_ms
+from buildlogs.client.follow import (
+    EXIT_API_ERROR,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    Follower,
+    cursor_since,
+    exit_code_for,
+)
+from buildlogs.client.http import ApiClient, ApiError, RetryPolicy
+from buildlogs.pipeline.stages import STAGES
 from buildlogs.settings import get_settings
-from buildlogs.stream.entries import LogEntry
+from buildlogs.statuses import ExecutionStatus
 
-EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 2, "ABORTED": 2}
-EXIT_API_ERROR = 3
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-LONG_POLL_SECONDS = 20  # the API's longest wait (API Gateway times out at 29 s)
-HTTP_TIMEOUT_SECONDS = 30.0
-_REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-# Worth retrying: throttled, and API Gateway / Lambda unavailable or timed out.
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
-DIM = "\033[2m"
-T = TypeVar("T")
+DEFAULT_PROJECT = Path("examples/hello-web")
+DRAIN_SECONDS = 60.0  # how long `run` waits for its follower to reach the end entry once the build ended
+
+_RESULT_CODES = "0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT/ABORTED"
+EXIT_HELP = f"{_RESULT_CODES}, 3 error, 130 Ctrl-C"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | None = None
+class Stack(Protocol):
+    """What ``run`` needs of ``buildlogs.client.local_run.LocalStack`` (entered)."""
+
+    api_url: str
+
+    def submit(self, spec: Any) -> str: ...
+    def wait(self, build_id: str) -> str: ...
+    def cancel(self, build_id: str) -> None: ...
+    def archive_path(self, build_id: str) -> Path: ...
 
 
 @dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    body: bytes
+class LocalRun:
+    """``run``'s collaborators: ``load_spec(path)``, ``config(sandbox=, api_port=)``, ``stack(config)``."""
+
+    load_spec: Callable[[Path], Any]
+    config: Callable[..., Any]
+    stack: Callable[[Any], AbstractContextManager[Stack]]
 
 
-Transport = Callable[[HttpRequest], HttpResponse]
+def local_run() -> LocalRun:
+    """The real local stack (imported only when ``run`` runs: it loads moto, the API, the handlers)."""
+    project = importlib.import_module("buildlogs.client.project")
+    stack = importlib.import_module("buildlogs.client.local_run")
+    return LocalRun(project.load_spec, stack.LocalRunConfig, stack.LocalStack)
 
 
-class ApiError(RuntimeError):
-    """The API answered with an error (its ``{error, message}``) or could not be reached."""
+@dataclass
+class Runtime:
+    """What the commands share: consoles, the API root, and the injectable parts (tests)."""
 
-    def __init__(self, status: int, message: str, *, network: bool = False) -> None:
-        super().__init__(f"HTTP {status}: {message}" if status else message)
-        self.status = status
-        self.network = network  # the API could not be reached (no HTTP status)
+    out: Console
+    err: Console
+    transport: httpx.BaseTransport | None = None
+    retry: RetryPolicy | None = None
+    local: LocalRun | None = None
+    api: str | None = None
+    clients: list[ApiClient] = field(default_factory=list)
 
-    @property
-    def transient(self) -> bool:
-        """Worth retrying: a network error, throttling, or the API briefly unavailable."""
-        return self.network or self.status in TRANSIENT_STATUSES
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Retries of transient errors: ``first`` seconds doubling up to ``cap``; an outage (consecutive
-    failures) longer than ``give_up_after`` seconds ends the retries. ``sleep`` and ``clock`` are
-    injectable so tests never wait on the clock."""
-
-    first: float = 0.5
-    cap: float = 8.0
-    give_up_after: float = 120.0
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-
-    def call(self, operation: Callable[[], T], on_outage: Callable[[ApiError], None]) -> T:
-        """``operation()``, retried while it fails transiently; ``on_outage`` once per outage."""
-        outage_started: float | None = None  # when the first failed attempt of this outage began
-        delay = self.first
-        while True:
-            attempt_started = self.clock()
-            try:
-                return operation()
-            except ApiError as exc:
-                if not exc.transient:
-                    raise
-                if outage_started is None:
-                    outage_started = attempt_started
-                    on_outage(exc)
-                if self.clock() + delay - outage_started > self.give_up_after:
-                    raise
-                self.sleep(delay)
-                delay = min(delay * 2, self.cap)
-
-
-def urllib_transport(request: HttpRequest) -> HttpResponse:
-    """Send ``request`` with urllib; HTTP errors are responses, not exceptions."""
-    if urlsplit(request.url).scheme not in ("http", "https"):
-        raise ApiError(0, "the API URL must be http:// or https://")
-    prepared = urllib.request.Request(  # noqa: S310  # the scheme is checked above
-        request.url, data=request.body, headers=request.headers, method=request.method
-    )
-    try:
-        with urllib.request.urlopen(prepared, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return HttpResponse(response.status, response.read())
-    except urllib.error.HTTPError as exc:
-        return HttpResponse(exc.code, exc.read())
-    except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise ApiError(0, f"cannot reach the API: {exc}", network=True) from None
-
-
-def is_local(url: str) -> bool:
-    """Requests to a local API (localhost) go unsigned."""
-    return (urlsplit(url).hostname or "") in LOCAL_HOSTS
-
-
-def region_for(url: str) -> str:
-    """The region of an ``execute-api`` URL; else the credential chain's configured region."""
-    match = _REGION_IN_HOST.search(urlsplit(url).hostname or "")
-    if match:
-        return match.group(1)
-    import botocore.session
-
-    return str(botocore.session.get_session().get_config_variable("region") or "us-east-1")
-
-
-def sign(request: HttpRequest, credentials: Any = None) -> HttpRequest:
-    """``request`` with SigV4 headers for ``execute-api`` (standard credential chain by default)."""
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    credentials = credentials or botocore.session.get_session().get_credentials()
-    if credentials is None:
-        raise ApiError(0, "no AWS credentials found (standard chain): cannot sign the request")
-    aws_request = AWSRequest(method=request.method, url=request.url, data=request.body, headers=request.headers)
-    SigV4Auth(credentials, "execute-api", region_for(request.url)).add_auth(aws_request)
-    return HttpRequest(request.method, request.url, dict(aws_request.headers.items()), request.body)
-
-
-class Client:
-    """The API, through ``transport``; signs unless the API is on localhost."""
-
-    def __init__(self, api_url: str, transport: Transport = urllib_transport, credentials: Any = None) -> None:
-        if not api_url:
-            raise ApiError(0, "no API URL: pass --api or set BUILDLOGS_API_URL")
-        self.api_url = api_url.rstrip("/")
-        self._transport = transport
-        self._credentials = credentials
-
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
-        url = self.api_url + path + (f"?{urlencode(query)}" if query else "")
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        prepared = HttpRequest(method, url, headers, data)
-        if not is_local(url):
-            prepared = sign(prepared, self._credentials)
-        response = self._transport(prepared)
+    def client(self, view: LogView | None = None, api_url: str | None = None) -> ApiClient:
         try:
-            payload = json.loads(response.body or b"null")
-        except ValueError:
-            payload = None
-        if response.status >= 400:
-            message = payload.get("message") if isinstance(payload, dict) else None
-            raise ApiError(response.status, str(message or response.body[:200].decode("utf-8", "replace")))
-        if not isinstance(payload, dict):  # a proxy's HTML page, an empty body: a clear error, no traceback
-            raise ApiError(response.status, f"the API answered {method} {path} with something that is not JSON")
-        return payload
+            url = api_url or self.api or get_settings().api_url
+        except ValueError as exc:  # a bad variable in the environment: the error names it
+            raise ApiError(0, f"bad settings: {exc}") from None
+        notice = view.notice if view is not None else self.notice
 
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/builds", spec)
-        return result
+        def outage(exc: ApiError) -> None:
+            notice(f"buildlogs: {exc}; retrying (the log resumes where it stopped)")
 
-    def status(self, build_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/builds/{quote(build_id, safe='')}")
-        return result
+        client = ApiClient(url, transport=self.transport, retry=self.retry, on_outage=outage)
+        self.clients.append(client)
+        return client
 
-    def logs(self, build_id: str, after: str, wait: int = LONG_POLL_SECONDS, limit: int = 1000) -> dict[str, Any]:
-        query = {"after": after, "limit": limit, "wait": wait}
-        result: dict[str, Any] = self.request("GET", f"/builds/{quote(build_id, safe='')}/logs", query=query)
-        if not isinstance(result.get("entries"), list) or "next" not in result or "done" not in result:
-            raise ApiError(200, "the logs response lacks entries/next/done")
-        return result
+    def view(self, *, timestamps: bool = False, json_lines: bool = False) -> LogView:
+        return LogView(self.out, self.err, timestamps=timestamps, json_lines=json_lines)
 
+    def notice(self, text: str, style: str = "dim") -> None:
+        self.err.print(Text(text, style=style), soft_wrap=True)
 
-def _outage_notice(err: TextIO) -> Callable[[ApiError], None]:
-    def notice(exc: ApiError) -> None:
-        text = f"buildlogs: {exc}; retrying (the log resumes where it stopped)"
-        print(f"{DIM}{text}{RESET}" if use_colour(err) else text, file=err, flush=True)
+    def error(self, text: str) -> None:
+        self.err.print(Text(f"buildlogs: {text}"), soft_wrap=True)
 
-    return notice
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
+# -- click plumbing: --api anywhere, exit codes in the help, usage errors exit 3 ------------------
+
+
+def _remember_api(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(Runtime).api = value  # the one after the command wins
+
+
+def _api_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--api",
+        metavar="URL",
+        expose_value=False,
+        callback=_remember_api,
+        help="The API root URL (default: $BUILDLOGS_API_URL). Requests to a deployed API are SigV4-signed.",
+    )
+
+
+def _view_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    function = click.option("--json", "json_lines", is_flag=True, help="NDJSON entries on stdout, nothing else.")(
+        function
+    )
+    return click.option("--timestamps", is_flag=True, help="Show each line's time.")(function)
+
+
+class _Command(click.Command):
+    """A command whose help ends with its exit codes."""
+
+    def __init__(self, *args: Any, exit_codes: str = EXIT_HELP, **kwargs: Any) -> None:
+        self.exit_codes = exit_codes
+        kwargs["epilog"] = f"Exit codes: {exit_codes}."
+        super().__init__(*args, **kwargs)
+
+
+class _Group(click.Group):
+    """The top level: lists every command with its exit codes."""
+
+    command_class = _Command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        width = max(len(name) for name, _ in commands)
+        with formatter.section("Commands (exit codes)"):
+            for name, command in commands:
+                if command is None or command.hidden:
+                    continue
+                codes = getattr(command, "exit_codes", EXIT_HELP)
+                formatter.write(f"{'':{formatter.current_indent}}{name:<{width}}  {command.get_short_help_str(200)}\n")
+                formatter.write(f"{'':{formatter.current_indent}}{'':<{width}}  exits {codes}\n")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined, not sorted
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=(
+        "Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API error (unknown build, rejected "
+        "request, an outage past the retries) or a usage error, 130 interrupted (Ctrl-C). The API root comes "
+        "from --api (before or after the command) or BUILDLOGS_API_URL. Output is plain (no colour, no live "
+        "status line) off a terminal or with NO_COLOR."
+    ),
+)
+@_api_option()
+@click.version_option(package_name="buildlogs", prog_name="buildlogs", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Start builds and follow their logs live."""
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+@cli.command(exit_codes=EXIT_HELP)
+@click.argument("path", required=False, default=str(DEFAULT_PROJECT), type=click.Path(path_type=Path))
+@click.option("--sandbox", type=click.Choice(["local", "e2b"]), default="local", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port of the local API (0: any free port).")
+@_view_options
+@_api_option()
+@click.pass_obj
+def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json_lines: bool) -> int:
+    """Build PROJECT_DIR or SPEC.json on a local stack, following its log live.
+
+    The local stack runs the real state machine (moto), the stage handlers with a local or E2B
+    sandbox, Redis and the REST API on 127.0.0.1, which `buildlogs tail` can follow from another
+    terminal. Ctrl-C cancels the build (its partial log is archived) and exits 130.
+    """
+    try:
+        local = rt.local or local_run()
+    except ImportError as exc:
+        rt.error(f"the local run is not available: {exc}")
+        return EXIT_API_ERROR
+    try:
+        spec = local.load_spec(path)
+    except (ValueError, OSError) as exc:
+        rt.error(f"cannot build {path}: {exc}")
+        return EXIT_API_ERROR
+    view = rt.view(timestamps=timestamps, json_lines=json_lines)
+    with local.stack(local.config(sandbox=sandbox, api_port=port)) as stack:
+        build_id = stack.submit(spec)
+        url = stack.api_url
+        view.notice(f"build {build_id} on the local API {url}", style="bold")
+        view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
+        follower = Follower(rt.client(view, url), build_id)
+        thread = _FollowThread(follower, view)
+        interrupted = False
+        try:
+            with view:
+                thread.start()
+                try:
+                    status = stack.wait(build_id)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    view.notice("interrupted: cancelling the build (Ctrl-C again to quit at once)", style="yellow")
+                    stack.cancel(build_id)
+                    status = stack.wait(build_id)  # the archiver runs: the partial log is archived
+                thread.join(DRAIN_SECONDS)  # the end entry is written: the follower drains to it
+        finally:
+            follower.stop()  # a second Ctrl-C: the follower sends no further request
+        if thread.error is not None:
+            view.notice(f"buildlogs: the log could not be followed: {thread.error}", style="red")
+        elif thread.is_alive():
+            view.notice(f"buildlogs: the log did not reach its end within {DRAIN_SECONDS:.0f} s", style="red")
+        archive = stack.archive_path(build_id)
+        _summarise(rt, view, follower, status, lines=follower.count, archive=str(archive))
+    return EXIT_INTERRUPTED if interrupted else exit_code_for(status)
+
+
+class _FollowThread(threading.Thread):
+    """``run``'s follower: renders the log while the main thread waits for the build."""
+
+    def __init__(self, follower: Follower, view: LogView) -> None:
+        super().__init__(name=f"follow-{follower.build_id}", daemon=True)
+        self.follower, self.view = follower, view
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            for page in self.follower.pages():
+                self.view.show_page(page)
+        except Exception as exc:  # reported by the main thread, which owns the outcome
+            self.error = exc
+
+
+# -- submit, tail ---------------------------------------------------------------------------------
+
+
+def _read_spec(rt: Runtime, path: Path) -> dict[str, Any]:
+    """A BuildSpec from SPEC.json (sent as it is: the API validates it) or a PROJECT_DIR."""
+    if path.is_dir():
+        local = rt.local or local_run()
+        spec = local.load_spec(path)
+        return dict(spec.model_dump(mode="json", exclude_none=True)) if hasattr(spec, "model_dump") else dict(spec)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("a BuildSpec is a JSON object")
+    return data
+
+
+@cli.command(exit_codes="0 submitted (--follow: as tail), 3 error, 130 Ctrl-C")
+@click.argument("spec", type=click.Path(exists=True, path_type=Path), metavar="SPEC.json|PROJECT_DIR")
+@click.option("--follow", "-f", is_flag=True, help="Then follow its log and exit with its result.")
+@_view_options
+@_api_option()
+@click.pass_obj
+def submit(rt: Runtime, spec: Path, follow: bool, timestamps: bool, json_lines: bool) -> int:
+    """Start a build (POST /builds); prints its id and URLs."""
+    try:
+        body = _read_spec(rt, spec)
+    except (OSError, ValueError, ImportError) as exc:
+        rt.error(f"cannot read {spec}: {exc}")
+        return EXIT_API_ERROR
+    view = rt.view(timestamps=timestamps, json_lines=json_lines)
+    client = rt.client(view)
+    result = client.submit(body)
+    build_id = str(result["build_id"])
+    if json_lines and not follow:
+        view.out.file.write(json.dumps(result) + "\n")
+        return 0
+    say = view.notice if json_lines else (lambda text, style="": view.out.print(text, soft_wrap=True))
+    say(build_id, "")
+    say(f"status: {client.api_url}{result['status_url']}", "")
+    say(f"logs:   {client.api_url}{result['logs_url']}", "")
+    if not follow:
+        return 0
+    return _follow(rt, view, Follower(client, build_id))
+
+
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return cursor_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command(exit_codes=EXIT_HELP)
+@click.argument("build_id")
+@click.option("--phase", type=click.Choice([stage.name for stage in STAGES]), help="Only this stage's lines.")
+@click.option("--source", type=click.Choice(["stdout", "stderr", "system"]), help="Only this source's lines.")
+@click.option(
+    "--since", callback=_since, metavar="DURATION|ID", help="Start 10m (45s, 1h30m...) ago, or after this entry id."
+)
+@click.option("--after", hidden=True, help="Start after this entry id (--since ID does the same).")
+@_view_options
+@_api_option()
+@click.pass_obj
 def tail(
-    client: Client,
+    rt: Runtime,
     build_id: str,
-    out: TextIO,
-    *,
-    after: str = "0-0",
-    colour: bool = False,
-    backoff: Backoff | None = None,
-    err: TextIO | None = None,
+    phase: str | None,
+    source: str | None,
+    since: str | None,
+    after: str | None,
+    timestamps: bool,
+    json_lines: bool,
 ) -> int:
-    """Print the log until it ends (long-poll); return the build's exit code. Transient errors are
-    retried (``backoff``) from the same cursor, so no entry is skipped or printed twice."""
-    backoff = backoff or Backoff()
-    notice = _outage_notice(err or sys.stderr)
-    cursor, status = after, ""
-    while True:
-        page = backoff.call(partial(client.logs, build_id, cursor), notice)
-        for raw in page["entries"]:
-            entry = LogEntry.model_validate(raw)
-            print(format_entry(entry, colour), file=out, flush=True)
-            if entry.event == "end":
-                status = str(getattr(entry, "status", "") or "")
-        cursor = page["next"]
-        if page["done"]:
-            break
-    status = status or str(backoff.call(partial(client.status, build_id), notice).get("status", ""))
-    return EXIT_CODES.get(status, EXIT_CODES["FAILED"])
+    """Follow a build's log until it ends; exit with its result."""
+    view = rt.view(timestamps=timestamps, json_lines=json_lines)
+    cursor = since or after or "0-0"
+    return _follow(rt, view, Follower(rt.client(view), build_id, after=cursor, phase=phase, source=source))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="buildlogs", description="Start builds and follow their logs.")
-    parser.add_argument("--api", help="the API root URL (default: $BUILDLOGS_API_URL)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    submit = commands.add_parser("submit", help="start a build from a BuildSpec JSON file")
-    submit.add_argument("spec", type=Path)
-    submit.add_argument("--follow", action="store_true", help="then tail its log")
-    follow = commands.add_parser("tail", help="follow a build's log; exit with its result")
-    follow.add_argument("build_id")
-    follow.add_argument("--after", default="0-0", help="start after this entry id")
-    return parser
+def _follow(rt: Runtime, view: LogView, follower: Follower) -> int:
+    """Print the log until it ends, then the summary; the build's exit code."""
+    with view:
+        for page in follower.pages():
+            view.show_page(page)
+    filtered = follower.phase is not None or follower.source is not None or follower.after != "0-0"
+    return _summarise(rt, view, follower, follower.status, lines=None if filtered else follower.count)
+
+
+def _summarise(
+    rt: Runtime,
+    view: LogView,
+    follower: Follower,
+    status: str | None,
+    *,
+    lines: int | None = None,
+    archive: str | None = None,
+) -> int:
+    """The summary table (GET /builds/{id}) after the log; under --json only the archive's location,
+    on stderr. Returns the exit code of ``status`` (the end entry's), else of the API's status."""
+    if view.json_lines and status is not None:
+        if archive:
+            view.notice(f"archive: {archive}")
+        return exit_code_for(status)
+    try:
+        body = follower.client.status(follower.build_id)
+    except ApiError as exc:
+        if status is None:
+            raise
+        view.notice(f"buildlogs: no summary: {exc}")
+        return exit_code_for(status)
+    status = status or str(body.get("status") or "")
+    if view.json_lines:
+        if archive:
+            view.notice(f"archive: {archive}")
+    else:
+        view.out.print(build_summary({**body, "status": status}, lines=lines, archive=archive), crop=False)
+    return exit_code_for(status)
+
+
+# -- status, list, cancel -------------------------------------------------------------------------
+
+
+@cli.command(exit_codes="0 SUCCEEDED or running, 1 FAILED, 2 TIMED_OUT/ABORTED, 3 error")
+@click.argument("build_id")
+@click.option("--json", "json_out", is_flag=True, help="The API's JSON answer.")
+@_api_option()
+@click.pass_obj
+def status(rt: Runtime, build_id: str, json_out: bool) -> int:
+    """A build's status, stages, preview URL and archive."""
+    body = rt.client().status(build_id)
+    if json_out:
+        rt.out.file.write(json.dumps(body) + "\n")
+    else:
+        rt.out.print(build_summary(body), crop=False)
+    return EXIT_CODES.get(str(body.get("status")), 0)  # PENDING, RUNNING: 0
+
+
+@cli.command("list", exit_codes="0 listed, 3 error")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--status", "status_filter", type=click.Choice(list(ExecutionStatus)), help="Only builds in this status.")
+@click.option("--json", "json_out", is_flag=True, help="The API's JSON answer.")
+@_api_option()
+@click.pass_obj
+def list_builds(rt: Runtime, limit: int, status_filter: str | None, json_out: bool) -> int:
+    """Recent builds, newest first."""
+    body = rt.client().builds(limit=limit, status=status_filter)
+    if json_out:
+        rt.out.file.write(json.dumps(body) + "\n")
+        return 0
+    table = Table("build", "status", "started", "time", box=None, pad_edge=False)
+    for build in body.get("builds") or []:
+        table.add_row(
+            str(build.get("build_id")),
+            str(build.get("status")),
+            str(build.get("started_at") or "-"),
+            format_duration(total_ms(build)) if build.get("stopped_at") else "-",
+        )
+    if table.row_count:
+        rt.out.print(table)
+    else:
+        rt.notice("no builds yet")
+    return 0
+
+
+@cli.command(exit_codes="0 cancelling, 3 error (unknown or ended build)")
+@click.argument("build_id")
+@click.option("--json", "json_out", is_flag=True, help="The API's JSON answer.")
+@_api_option()
+@click.pass_obj
+def cancel(rt: Runtime, build_id: str, json_out: bool) -> int:
+    """Cancel a running build (its log ends with ABORTED)."""
+    body = rt.client().cancel(build_id)
+    if json_out:
+        rt.out.file.write(json.dumps(body) + "\n")
+    else:
+        rt.out.print(f"{body.get('build_id', build_id)}: {body.get('status', 'ABORTING')}", soft_wrap=True)
+    return 0
+
+
+# -- the entry point ------------------------------------------------------------------------------
 
 
 def main(
     argv: Sequence[str] | None = None,
     *,
-    transport: Transport = urllib_transport,
+    transport: httpx.BaseTransport | None = None,
     out: TextIO | None = None,
-    backoff: Backoff | None = None,
+    err: TextIO | None = None,
+    retry: RetryPolicy | None = None,
+    local: LocalRun | None = None,
 ) -> int:
-    """Run the CLI; returns the process exit code."""
-    args = _parser().parse_args(argv)
-    out = out or sys.stdout
+    """Run the CLI; returns the process exit code (the console script exits with it).
+
+    ``transport``, ``out``/``err``, ``retry`` and ``local`` are for tests: an in-memory API, captured
+    output, a backoff that never sleeps, a fake local stack.
+    """
+    rt = Runtime(make_console(out), make_console(err, stderr=True), transport, retry, local)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        client = Client(args.api or get_settings().api_url, transport)
-        if args.command == "submit":
-            try:
-                spec = json.loads(args.spec.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                print(f"cannot read {args.spec}: {exc}", file=sys.stderr)
-                return EXIT_API_ERROR
-            result = client.submit(spec)
-            build_id = str(result["build_id"])
-            print(build_id, file=out)
-            print(f"status: {client.api_url}{result['status_url']}", file=out)
-            print(f"logs:   {client.api_url}{result['logs_url']}", file=out, flush=True)
-            if not args.follow:
-                return 0
-            return tail(client, build_id, out, colour=use_colour(out), backoff=backoff)
-        return tail(client, args.build_id, out, after=args.after, colour=use_colour(out), backoff=backoff)
-    except ApiError as exc:
-        print(f"buildlogs: {exc}", file=sys.stderr)
+        result = cli.main(args=args, prog_name="buildlogs", standalone_mode=False, obj=rt)
+    except click.ClickException as exc:  # usage errors (no command: the help), bad parameters: 3, not click's 2
+        exc.show(file=rt.err.file)
         return EXIT_API_ERROR
+    except ApiError as exc:
+        rt.error(exc.describe())
+        return EXIT_API_ERROR
+    except (KeyboardInterrupt, click.Abort):
+        rt.notice("interrupted", style="yellow")
+        return EXIT_INTERRUPTED
+    finally:
+        rt.close()
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
