@@ -265,6 +265,19 @@ def test_submit_posts_the_spec_and_prints_the_id_and_urls(tmp_path: Path) -> Non
     assert out.splitlines() == [BUILD, f"status: {API}/builds/{BUILD}", f"logs:   {API}/builds/{BUILD}/logs"]
 
 
+def test_submit_a_project_dir_sends_its_files_and_commands() -> None:
+    # GIVEN the default example project (buildspec.json + its files)
+    api = FakeApi()
+    # WHEN it is submitted as a directory
+    code, _ = run(["submit", "examples/hello-web", "--api", API], api)
+    # THEN the API got one BuildSpec: the commands of buildspec.json and the directory's other files
+    assert code == 0
+    (body,) = api.submitted
+    expected = json.loads(Path("examples/hello-web/spec.json").read_text())
+    assert body["start"] == expected["start"]
+    assert body["files"] == expected["files"]
+
+
 def test_submit_follow_json_keeps_stdout_to_the_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "spec.json"
     path.write_text('{"start": "x", "port": 1}')

@@ -27,9 +27,12 @@ class FakeStack:
     waits: list[tuple[list[dict[str, Any]], str | BaseException]]
     api_url: str = STACK_URL
     calls: list[str] = field(default_factory=list)
+    refuse: Exception | None = None  # raised on enter: the stack cannot start
 
     def __enter__(self) -> "FakeStack":
         self.calls.append("enter")
+        if self.refuse is not None:
+            raise self.refuse
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -212,3 +215,12 @@ def test_without_the_local_stack_run_exits_3(
     monkeypatch.setattr(cli_module, "local_run", missing)
     assert main(["run"], out=io.StringIO()) == 3
     assert "the local run is not available: No module named 'moto'" in capsys.readouterr().err
+
+
+def test_a_stack_that_cannot_start_exits_3_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    h = harness()
+    h.stack.refuse = OSError(98, "Address already in use")
+    code, out = h.run("--port", "8080")
+    err = capsys.readouterr().err
+    assert (code, out) == (3, "")
+    assert err.splitlines() == ["buildlogs: cannot start the local stack: OSError: [Errno 98] Address already in use"]

@@ -13,7 +13,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -210,7 +210,12 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
         rt.error(f"cannot build {path}: {exc}")
         return EXIT_API_ERROR
     view = rt.view(timestamps=timestamps, json_lines=json_lines)
-    with local.stack(local.config(sandbox=sandbox, api_port=port)) as stack:
+    with ExitStack() as exits:
+        try:
+            stack = exits.enter_context(local.stack(local.config(sandbox=sandbox, api_port=port)))
+        except Exception as exc:  # Redis, moto, a port in use: say what, no traceback
+            rt.error(f"cannot start the local stack: {type(exc).__name__}: {exc}")
+            return EXIT_API_ERROR
         build_id = stack.submit(spec)
         url = stack.api_url
         view.notice(f"build {build_id} on the local API {url}", style="bold")
