@@ -15,7 +15,7 @@ import pytest
 
 from buildlogs.client.cli import main
 from buildlogs.client.http import ApiClient, ApiError, RetryPolicy
-from tests.unit.client.fake_api import API, BUILD, FakeApi, ids, log
+from tests.support.fake_api import API, BUILD, FakeApi, ids, log
 
 NOTICE = "buildlogs: HTTP 503: planned 503; retrying (the log resumes where it stopped)"
 

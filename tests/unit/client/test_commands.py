@@ -14,7 +14,7 @@ import pytest
 
 from buildlogs.client.cli import cli, main
 from buildlogs.client.follow import cursor_since
-from tests.unit.client.fake_api import API, BUILD, TS, FakeApi, end, entry, ids, log
+from tests.support.fake_api import API, BUILD, TS, FakeApi, end, entry, ids, log
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from buildlogs.client.console import (
     make_console,
 )
 from buildlogs.stream.entries import LogEntry
-from tests.unit.client.fake_api import TS
+from tests.support.fake_api import TS
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -227,14 +227,14 @@ def test_the_live_status_line_shows_the_running_stage_its_time_and_lines() -> No
     with LogView(console, plain(), live=True, now_ms=now) as view:
         view.show_page([stage_start(0), e(1, "one"), e(2, "two", source="stderr")])
         # WHEN the status line renders
-        status = view._status.text().plain
+        status = view.status.text().plain
         # THEN it names the stage and its label, its elapsed time and its lines so far
         assert status == "build Building project · 2.5s · 2 lines"
         now.ms += 60_000
-        assert view._status.text().plain == "build Building project · 1m 02s · 2 lines"
+        assert view.status.text().plain == "build Building project · 1m 02s · 2 lines"
         # AND a stage end leaves it waiting for the next stage
         view.show(stage_end(3, 0))
-        assert view._status.text().plain == "waiting for the next stage · 4 lines"
+        assert view.status.text().plain == "waiting for the next stage · 4 lines"
         view.show(e(4, "end of log: SUCCEEDED", source="system", event="end", status="SUCCEEDED"))
     out = text_of(console)
     # the live line was drawn (cursor hidden, then restored) and the log lines are all there

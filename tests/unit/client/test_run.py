@@ -12,7 +12,7 @@ import pytest
 
 from buildlogs.client import cli as cli_module
 from buildlogs.client.cli import LocalRun, main
-from tests.unit.client.fake_api import BUILD, FakeApi, end, entry
+from tests.support.fake_api import BUILD, FakeApi, end, entry
 
 STACK_URL = "http://127.0.0.1:9/"
 ARCHIVE = Path(".buildlogs/archive/build-logs") / BUILD / "build.jsonl"

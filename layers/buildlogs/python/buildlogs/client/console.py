@@ -172,7 +172,7 @@ def _styled_line(line_format: EntryFormat, entry: LogEntry) -> tuple[Text, int]:
     return line, prefix_cells
 
 
-class _StatusLine:
+class StatusLine:
     """The live line under the log: spinner, running stage, its elapsed time and lines so far."""
 
     def __init__(self, now_ms: Callable[[], int]) -> None:
@@ -235,11 +235,11 @@ class LogView:
         self.format = EntryFormat(timestamps=timestamps, tz=tz)
         self.plain = json_lines or is_plain(out)
         self.lines = 0
-        self._status = _StatusLine(now_ms)
+        self.status = StatusLine(now_ms)  # the live line's content
         use_live = is_live_terminal(out) if live is None else live
         self._live: Live | None = None
         if use_live and not self.plain:
-            self._live = Live(self._status, console=out, refresh_per_second=8, transient=True)
+            self._live = Live(self.status, console=out, refresh_per_second=8, transient=True)
 
     def __enter__(self) -> "LogView":
         if self._live is not None:
@@ -269,7 +269,7 @@ class LogView:
             return
         rows: list[Text] = []  # consecutive one-row lines, printed together
         for entry in entries:
-            self._status.saw(entry)
+            self.status.saw(entry)
             line = self._fitted(entry)
             if isinstance(line, Text):
                 rows.append(line)
