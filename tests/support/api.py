@@ -1,15 +1,11 @@
 """Helpers of the API and CLI tests: the API on moto (Step Functions, S3) and a real Redis, REST events."""
 
 import asyncio
-import base64
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import redis as sync_redis
@@ -19,6 +15,7 @@ from redis.asyncio import Redis
 from buildlogs.api.app import app
 from buildlogs.api.deps import deps
 from buildlogs.archive.archiver import archive_logs
+from buildlogs.client import local_api
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
@@ -32,31 +29,11 @@ PASS_MACHINE = json.dumps({"StartAt": "Provision", "States": {"Provision": {"Typ
 def rest_event(
     method: str, path: str, *, body: str | bytes | None = None, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """An API Gateway REST proxy event (the shape the API Lambda receives), query in ``path``."""
-    split = urlsplit(path)
-    multi = parse_qs(split.query, keep_blank_values=True)
-    encoded = isinstance(body, bytes)
-    return {
-        "resource": split.path,
-        "path": split.path,
-        "httpMethod": method,
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "multiValueHeaders": {},
-        "queryStringParameters": {k: v[-1] for k, v in multi.items()} or None,
-        "multiValueQueryStringParameters": multi or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": "test-request",
-            "stage": "prod",
-            "path": f"/prod{split.path}",
-            "httpMethod": method,
-            "resourcePath": split.path,
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
-        "isBase64Encoded": encoded,
-    }
+    """An API Gateway REST proxy event (the local API's own builder), JSON content by default."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return local_api.rest_event(
+        method, path, body=data, headers={"content-type": "application/json", **(headers or {})}
+    )
 
 
 @dataclass
@@ -113,42 +90,11 @@ def moto_api(redis_url: str) -> Iterator[Api]:
             deps.reset()
 
 
-class _ApiHandler(BaseHTTPRequestHandler):
-    """HTTP → API Gateway REST event → the resolver (what API Gateway does, in one thread per request)."""
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        result = app.resolve(rest_event(self.command, self.path, body=body, headers=headers), None)  # type: ignore[arg-type]
-        payload = (result.get("body") or "").encode()
-        self.send_response(int(result["statusCode"]))
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            for value in values:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
 @contextmanager
 def serve_api() -> Iterator[str]:
-    """Serve the resolver on 127.0.0.1 (an ephemeral port); yields the API root URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ApiHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """The resolver behind the local API's HTTP adapter on 127.0.0.1; yields the root URL (no slash)."""
+    with local_api.serve(app.resolve) as url:
+        yield url.rstrip("/")
 
 
 async def _write_log(redis_url: str, build_id: str, script: list[tuple[str, str, dict[str, Any]]]) -> None:

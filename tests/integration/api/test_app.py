@@ -50,7 +50,7 @@ def test_generated_requests_never_get_a_server_error(api: Api, operation: Any, m
             assert response.status_code < 500, (case.as_curl_command(), response.text)
             if response.status_code >= 400:
                 body = response.json()
-                assert set(body) <= {"error", "message", "field"}
+                assert set(body) <= {"error", "message", "field", "reasons"}
                 assert {"error", "message"} <= set(body)
 
         check()

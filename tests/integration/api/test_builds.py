@@ -5,8 +5,9 @@ import re
 
 import pytest
 
+from buildlogs.api.app import app
 from buildlogs.keys import BUILD_ID_PATTERN, spec_key
-from tests.support.api import ARCHIVE, SOURCES, Api, archive_and_expire, spec, write_log
+from tests.support.api import ARCHIVE, SOURCES, Api, archive_and_expire, rest_event, spec, write_log
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("api")]
 
@@ -100,6 +101,29 @@ def test_an_invalid_spec_is_a_400_naming_the_field(api: Api, body: dict, field: 
     assert response.body["field"] == field
     assert response.body["message"].startswith(f"{field}")
     assert set(response.body) == {"error", "message", "field"}
+
+
+def test_a_spec_with_several_errors_lists_every_reason(api: Api) -> None:
+    # GIVEN a spec wrong in three ways
+    body = spec(port=0, template="bad template!", env={"1BAD": "x"})
+    # WHEN it is submitted
+    response = api.call("POST", "/builds", body)
+    # THEN the 400 names the first in its message and lists all three
+    assert response.status == 400
+    reasons = response.body["reasons"]
+    assert len(reasons) == 3
+    assert {reason.split(":")[0] for reason in reasons} == {"port", "template", "env"}
+    assert response.body["message"] == f"{reasons[0]} (and 2 more)"
+
+
+def test_a_body_that_is_not_utf8_is_a_400(api: Api) -> None:
+    # GIVEN a request whose (base64, as API Gateway sends binary media) body is not UTF-8
+    event = rest_event("POST", "/builds", body=b"\xe0\x80{}")
+    # WHEN the API resolves it
+    result = app.resolve(event, None)  # type: ignore[arg-type]
+    # THEN it is a clear 400, not a 500
+    assert result["statusCode"] == 400
+    assert json.loads(result["body"]) == {"error": "invalid_request", "message": "the body is not valid UTF-8 JSON"}
 
 
 @pytest.mark.parametrize(

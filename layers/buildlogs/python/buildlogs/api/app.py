@@ -71,8 +71,10 @@ class ApiError(Exception):
         self.status, self.error, self.message, self.field = status, error, message, field
 
 
-def _error(status: int, error: str, message: str, field: str | None = None) -> Response[Any]:
-    body = ErrorBody(error=error, message=message, field=field).model_dump(exclude_none=True)
+def _error(
+    status: int, error: str, message: str, field: str | None = None, reasons: list[str] | None = None
+) -> Response[Any]:
+    body = ErrorBody(error=error, message=message, field=field, reasons=reasons).model_dump(exclude_none=True)
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -320,17 +322,25 @@ def _invalid_request(exc: RequestValidationError) -> Response[Any]:
     body = app.current_event.body or ""
     if len(body) > MAX_BODY_BYTES:
         return _error(413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes")
-    errors = list(exc.errors())
-    first = errors[0] if errors else {}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-    field = ".".join(loc) or None
-    reason = str(first.get("msg") or "invalid value")
-    if first.get("type") == "json_invalid":
-        field, reason = None, "the body is not valid JSON"
-    message = f"{field}: {reason}" if field else reason
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return _error(400, "invalid_request", message, field)
+    reasons: list[str] = []
+    fields: list[str | None] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or None
+        reason = str(error.get("msg") or "invalid value")
+        if error.get("type") == "json_invalid":
+            field, reason = None, "the body is not valid JSON"
+        reasons.append(f"{field}: {reason}" if field else reason)
+        fields.append(field)
+    if not reasons:
+        reasons, fields = ["invalid value"], [None]
+    message = reasons[0] + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+    return _error(400, "invalid_request", message, fields[0], reasons if len(reasons) > 1 else None)
+
+
+def _undecodable_body(_exc: UnicodeDecodeError) -> Response[Any]:
+    """A base64 body (binary media type) that is not UTF-8: Powertools fails decoding it."""
+    return _error(400, "invalid_request", "the body is not valid UTF-8 JSON")
 
 
 def _unsupported_type(_exc: RequestUnsupportedContentType) -> Response[Any]:
@@ -366,6 +376,7 @@ def _internal(exc: Exception) -> Response[Any]:
 _HANDLERS: tuple[tuple[Any, Any], ...] = (
     (RequestValidationError, _invalid_request),
     (RequestUnsupportedContentType, _unsupported_type),
+    (UnicodeDecodeError, _undecodable_body),
     (ApiError, _api_error),
     (BuildNotFound, _not_found),
     (NotFoundError, _no_route),

@@ -14,6 +14,7 @@ class ErrorBody(BaseModel):
     error: str = Field(description="machine-readable code, e.g. invalid_request, not_found, conflict")
     message: str
     field: str | None = Field(default=None, description="the offending field of a 400, when known")
+    reasons: list[str] | None = Field(default=None, description="a 400's every reason, when there are several")
 
 
 class Submitted(BaseModel):

@@ -335,23 +335,9 @@ def _api_error(response: httpx.Response, payload: Any) -> ApiError:
 
 
 def _reasons(body: Mapping[str, Any]) -> list[str]:
-    """Every reason of a 400, whatever list the API put them in (``reasons``/``errors``/``details``):
-    strings, or objects with a message (``message``/``msg``/``reason``) and a ``field``/``loc``."""
-    for key in ("reasons", "errors", "details"):
-        items = body.get(key)
-        if isinstance(items, list) and items:
-            return [_reason_text(item) for item in items]
-    return []
-
-
-def _reason_text(item: Any) -> str:
-    if not isinstance(item, Mapping):
-        return str(item)
-    text = str(item.get("message") or item.get("msg") or item.get("reason") or json.dumps(item))
-    where = item.get("field") or item.get("loc")
-    if isinstance(where, list | tuple):
-        where = ".".join(str(part) for part in where if part not in ("body", "query", "path"))
-    return f"{where}: {text}" if where and not text.startswith(f"{where}:") else text
+    """Every reason of a 400 (the API lists them in ``reasons`` when there are several)."""
+    items = body.get("reasons")
+    return [str(item) for item in items] if isinstance(items, list) else []
 
 
 def _retry_after(value: str | None) -> float | None:
