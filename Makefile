@@ -14,7 +14,7 @@ setup: $(STAMP)
 # Rebuilt only when a requirements file or pyproject.toml changes. The package itself is
 # installed editable (pip install -e .): `import buildlogs` works for every tool run from the
 # venv, and .venv/bin/buildlogs is the client CLI (submit SPEC.json | tail BUILD_ID).
-$(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-client.txt layers/buildlogs/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
@@ -24,8 +24,10 @@ $(STAMP): requirements.txt requirements-dev.txt layers/buildlogs/requirements.tx
 	$(PY) -m pip install --quiet -e .
 	@touch $(STAMP)
 
+# A whole build of $(EXAMPLE) through the deployed state machine, on this machine (no network).
+EXAMPLE ?= examples/hello-web
 run: $(STAMP)
-	$(PY) -m buildlogs.client.demo
+	$(VENV)/bin/buildlogs run $(EXAMPLE)
 
 test: lint typecheck pytest
 
@@ -55,7 +57,7 @@ $(NPM_STAMP): package.json package-lock.json
 # Offline: no Docker (the layer bundles locally with pip), no AWS credentials, no lookups.
 # cdk.json's `python3 app.py` runs the venv's python (.venv/bin first on PATH).
 synth: $(STAMP) $(NPM_STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 node_modules/.bin/cdk synth --no-notices --quiet
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 node_modules/.bin/cdk synth --no-notices --quiet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

@@ -16,6 +16,7 @@ layer bundling is skipped (it does not change the definition) and no Docker or A
 """
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
@@ -77,6 +78,9 @@ def resolve_definition(template: Mapping[str, Any]) -> str:
 
 def synthesize_template(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stack's CloudFormation template, synthesized in-process (cdk.json context + ``context``)."""
+    # jsii's node prints an end-of-life banner on Node 20 (this machine's): not our output to show.
+    for name in ("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"):
+        os.environ.setdefault(name, "1")
     from infra.builder import build_app  # jsii starts only when needed
 
     overrides = {"buildlogs:layerBundling": "skip", **(context or {})}

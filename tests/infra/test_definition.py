@@ -4,15 +4,12 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import boto3
 import pytest
 from moto import mock_aws
 
-# DESIGN.md "Running the real state machine locally": the hook moto routes Lambda tasks through.
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-
+from buildlogs.client.moto_hook import TaskFailed, route_lambda_tasks
 from buildlogs.pipeline.stages import PIPELINE, STAGES
 from infra.constants import fake_function_arn
 from infra.definition import resolve_definition, stage_function_arns
@@ -47,27 +44,21 @@ def sfn_client() -> Iterator[Any]:
 def _run(sfn_client: Any, definition: str, behaviour: dict[str, list[Any]]) -> tuple[dict[str, Any], list[str]]:
     calls: list[str] = []
 
-    def invoke(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
-        stage = parameters["FunctionName"].rsplit("-", 1)[-1]
+    def invoke(function_name: str, state: dict[str, Any]) -> dict[str, Any]:
+        stage = function_name.rsplit("-", 1)[-1]
         calls.append(stage)
-        payload = parameters.get("Payload")
-        state = json.loads(payload) if isinstance(payload, str | bytes) else dict(payload or {})
         outcomes = behaviour.get(stage, [])
         outcome = outcomes.pop(0) if outcomes else None
         if isinstance(outcome, str):
-            return {
-                "StatusCode": 200,
-                "FunctionError": "Unhandled",
-                "Payload": {"errorType": outcome, "errorMessage": f"{stage} failed"},
-            }
+            raise TaskFailed(outcome, f"{stage} failed")
         if stage == "provision":
             state["sandbox_id"] = "sbx-1"
-        return {"StatusCode": 200, "Payload": state}
+        return state
 
     arn = sfn_client.create_state_machine(
         name="buildlogs", definition=definition, roleArn="arn:aws:iam::123456789012:role/sfn"
     )["stateMachineArn"]
-    with mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", invoke):
+    with route_lambda_tasks(invoke):
         execution = sfn_client.start_execution(
             stateMachineArn=arn, name="b-1", input=json.dumps({"build_id": "b-1", "spec_ref": "sources/b-1/spec.json"})
         )["executionArn"]

@@ -14,7 +14,6 @@ from buildlogs.client.console import (
     LogView,
     build_summary,
     format_duration,
-    format_entry,
     is_live_terminal,
     is_plain,
     make_console,
@@ -242,14 +241,6 @@ def test_the_live_status_line_shows_the_running_stage_its_time_and_lines() -> No
     assert "\x1b[?25h" in out
     for text in ("one", "two", "build finished", "end of log: SUCCEEDED"):
         assert text in ANSI.sub("", out)
-
-
-def test_format_entry_for_the_demo() -> None:
-    entry = e(1, "warning: slow", source="stderr")
-    assert format_entry(entry, colour=False) == "[      build] ! warning: slow"
-    coloured = format_entry(entry, colour=True)
-    assert "\x1b[31m" in coloured
-    assert ANSI.sub("", coloured) == "[      build] ! warning: slow"
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,8 @@ The end of a run gets a summary (:func:`build_summary`) from ``GET /builds/{id}`
 status and duration, total lines, total time, the preview URL and the archive location.
 """
 
-import io
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, tzinfo
@@ -140,22 +138,6 @@ class EntryFormat:
     def plain(self, entry: LogEntry) -> str:
         prefix, marker, text, _style = self.parts(entry)
         return f"{prefix} {marker} {strip_ansi(text)}"
-
-
-def format_entry(entry: LogEntry, colour: bool = True) -> str:
-    """One entry as a string, plain or with ANSI colours (``make run``'s demo prints these)."""
-    line_format = EntryFormat()
-    if not colour:
-        return line_format.plain(entry)
-    console = Console(file=io.StringIO(), force_terminal=True, color_system="standard", width=10_000)
-    with console.capture() as captured:
-        console.print(_styled_line(line_format, entry)[0], soft_wrap=True, end="")
-    return captured.get()
-
-
-def use_colour(stream: TextIO = sys.stdout) -> bool:
-    """Colour on ``stream`` (rich's decision: a terminal, NO_COLOR, FORCE_COLOR)."""
-    return not is_plain(make_console(stream))
 
 
 def _styled_line(line_format: EntryFormat, entry: LogEntry) -> tuple[Text, int]:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import threading
 import time
@@ -183,6 +184,11 @@ class LocalStack:
             moto_config["core"] = {"passthrough": {"services": ["s3"], "urls": []}}
         self._exits.enter_context(mock_aws(config=moto_config))
         embedded.install()
+        # The interpreter logs each failed state at ERROR (a repr of its ASL component): the build's
+        # own output and the execution's error say it better.
+        interpreter_log = logging.getLogger("moto.stepfunctions.parser")
+        self._exits.callback(interpreter_log.setLevel, interpreter_log.level)
+        interpreter_log.setLevel(logging.CRITICAL)
         # A function that published no metric says so on every invocation: noise on a terminal.
         warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
         self._sfn = boto3.client("stepfunctions", region_name=REGION)

@@ -29,7 +29,7 @@ class LogPage:
 
 
 class LogReader:
-    """Reads ``job:{build_id}:logs`` for live readers (API, CLI, demo)."""
+    """Reads ``job:{build_id}:logs`` for live readers (the API and its followers)."""
 
     def __init__(self, redis: "Redis | RedisCluster") -> None:
         self._redis = redis
