@@ -6,9 +6,7 @@ from pathlib import Path
 import pytest
 
 from buildlogs.client.local_run import LocalRunConfig, LocalStack
-
-# moto really sleeps for Retry intervals: the smallest the stack allows (the same CDK context key).
-FAST_RETRIES = {"buildlogs:retryIntervalSeconds": 1}
+from tests.support.local_run import FAST_RETRIES
 
 
 @pytest.fixture(scope="session")

@@ -1,70 +1,15 @@
 """Whole builds through the deployed state machine on one machine: stream, API, archive agree."""
 
-import asyncio
-import json
 import time
-from pathlib import Path
-from typing import Any
-from urllib.request import urlopen
 
 import pytest
-from redis.asyncio import Redis
 
 from buildlogs.client import moto_hook
 from buildlogs.client.local_run import LocalStack
-from buildlogs.client.project import load_spec
 from buildlogs.errors import SandboxUnavailable
-from buildlogs.keys import logs_key
-from buildlogs.pipeline.models import BuildSpec
 from buildlogs.pipeline.sandbox.local import LocalSandboxRuntime
 from buildlogs.pipeline.stages import PIPELINE
-from buildlogs.stream.entries import entry_record
-from tests.support.sandbox import free_port
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def example(name: str, **changes: Any) -> BuildSpec:
-    """An example's spec on a free port (tests may run beside a developer's `make run`)."""
-    return load_spec(EXAMPLES / name).model_copy(update={"port": free_port(), **changes})
-
-
-def stream_records(redis_url: str, build_id: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        client = Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return [entry_record(i, f) for i, f in await client.xrange(logs_key(build_id))]
-        finally:
-            await client.aclose()
-
-    return asyncio.run(read())
-
-
-def api_records(api_url: str, build_id: str) -> list[dict[str, Any]]:
-    """Every entry through GET /builds/{id}/logs, page by page (small pages exercise the cursor)."""
-    records: list[dict[str, Any]] = []
-    cursor = "0-0"
-    for _ in range(1000):
-        with urlopen(f"{api_url}builds/{build_id}/logs?after={cursor}&limit=7") as response:
-            page = json.loads(response.read())
-        # The API spells an absent event as null; the archive's schema leaves it out.
-        records.extend({k: v for k, v in entry.items() if v is not None} for entry in page["entries"])
-        cursor = page["next"]
-        if page["done"]:
-            return records
-    pytest.fail("the API never said done")
-
-
-def archive_records(stack: LocalStack, build_id: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stack.archive_path(build_id).read_text().splitlines()]
-
-
-def texts(records: list[dict[str, Any]], **match: str) -> list[str]:
-    return [r["text"] for r in records if all(r.get(k) == v for k, v in match.items())]
-
-
-def stages_started(records: list[dict[str, Any]]) -> list[str]:
-    return [r["phase"] for r in records if r.get("event") == "stage_start"]
+from tests.support.local_run import api_records, archive_records, example, stages_started, stream_records, texts
 
 
 def test_a_build_runs_every_stage_and_stream_api_and_archive_agree(stack: LocalStack, redis_url: str) -> None:

@@ -13,6 +13,7 @@
 - **EventBridge**: moto emits no events, so :meth:`LocalStack.wait` builds the "Step Functions
   Execution Status Change" event AWS sends and calls ``functions.archiver.handler`` with it.
 - **API Gateway**: the API Lambda behind :mod:`buildlogs.client.local_api` on 127.0.0.1.
+- **CloudWatch Logs**: the functions' own log lines go to ``.buildlogs/functions.log``.
 """
 
 import asyncio
@@ -184,6 +185,7 @@ class LocalStack:
             moto_config["core"] = {"passthrough": {"services": ["s3"], "urls": []}}
         self._exits.enter_context(mock_aws(config=moto_config))
         embedded.install()
+        self._log_functions_to(workdir / "functions.log")
         # The interpreter logs each failed state at ERROR (a repr of its ASL component): the build's
         # own output and the execution's error say it better.
         interpreter_log = logging.getLogger("moto.stepfunctions.parser")
@@ -216,6 +218,19 @@ class LocalStack:
         from functions.api.handler import lambda_handler as api_handler
 
         self.api_url = self._exits.enter_context(serve(api_handler, self.config.api_port))
+
+    def _log_functions_to(self, path: Path) -> None:
+        """The functions' own log lines go to a file, as Lambda's go to CloudWatch Logs: the
+        terminal (and ``--json``'s stdout) shows the build's log only."""
+        from buildlogs.observability import logger
+
+        handler = logger.registered_handler
+        if not isinstance(handler, logging.StreamHandler):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = self._exits.enter_context(path.open("a", encoding="utf-8"))
+        previous = handler.setStream(file)
+        self._exits.callback(handler.setStream, previous)
 
     def _lambda_environment(self, user: Settings) -> dict[str, str | None]:
         """What the stack sets on its functions, pointed at the local stores (STAGE: per task)."""
