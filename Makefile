@@ -57,7 +57,7 @@ $(NPM_STAMP): package.json package-lock.json
 # Offline: no Docker (the layer bundles locally with pip), no AWS credentials, no lookups.
 # cdk.json's `python3 app.py` runs the venv's python (.venv/bin first on PATH).
 synth: $(STAMP) $(NPM_STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 node_modules/.bin/cdk synth --no-notices --quiet
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=$$(node -p 'process.versions.node.split(".")[0]') node_modules/.bin/cdk synth --no-notices --quiet
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache cdk.out

@@ -16,7 +16,6 @@ layer bundling is skipped (it does not change the definition) and no Docker or A
 """
 
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
@@ -78,12 +77,10 @@ def resolve_definition(template: Mapping[str, Any]) -> str:
 
 def synthesize_template(context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The stack's CloudFormation template, synthesized in-process (cdk.json context + ``context``)."""
-    # jsii's node prints an end-of-life banner on Node 20 (this machine's): not our output to show.
-    for name in ("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"):
-        os.environ.setdefault(name, "1")
     from infra.builder import build_app  # jsii starts only when needed
 
-    overrides = {"buildlogs:layerBundling": "skip", **(context or {})}
+    # No asset bundling at all (the CDK's own switch): the definition does not depend on assets.
+    overrides = {"buildlogs:layerBundling": "skip", "aws:cdk:bundling-stacks": [], **(context or {})}
     with tempfile.TemporaryDirectory(prefix="buildlogs-cdk-") as outdir:
         app, stack = build_app(overrides, outdir=outdir, nag=False)
         template: dict[str, Any] = app.synth().get_stack_artifact(stack.artifact_id).template

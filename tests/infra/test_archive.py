@@ -11,7 +11,7 @@ from infra.config import StackSettings, cdk_json_context
 from infra.constants import ARCHIVE_PREFIX, SOURCES_PREFIX, SWEEP_EVENT
 from tests.support.synth import Synth
 
-SAMPLE_EVENT = Path(__file__).resolve().parents[3] / "shared" / "events" / "sfn-execution-status-change.json"
+SAMPLE_EVENT = Path(__file__).resolve().parents[1] / "events" / "sfn-execution-status-change.json"
 
 
 def _one(synth: Synth, type_: str) -> dict[str, Any]:
@@ -30,12 +30,12 @@ def test_rule_matches_the_event_aws_emits_for_this_machine_only(synth: Synth) ->
         },
     }
     assert set(TERMINAL) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
-    if SAMPLE_EVENT.exists():  # the shape AWS emits (../shared/events): the pattern's keys are in it
-        event = json.loads(SAMPLE_EVENT.read_text())
-        assert event["source"] == "aws.states"
-        assert event["detail-type"] == "Step Functions Execution Status Change"
-        assert event["detail"]["status"] in TERMINAL
-        assert "stateMachineArn" in event["detail"]
+    # the shape AWS emits (tests/events): the pattern's keys are in it
+    event = json.loads(SAMPLE_EVENT.read_text())
+    assert event["source"] == "aws.states"
+    assert event["detail-type"] == "Step Functions Execution Status Change"
+    assert event["detail"]["status"] in TERMINAL
+    assert "stateMachineArn" in event["detail"]
 
 
 def test_rule_targets_the_archiver_with_retries_and_a_dlq(synth: Synth) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -276,6 +277,26 @@ def test_the_example_project_builds_and_serves(
     assert [e["text"] for e in build if e["source"] == "stderr"] == ["warning: no minifier configured"]
     with urllib.request.urlopen(f"{state['preview_url']}/index.html", timeout=5) as response:
         assert b"Hello from a buildlogs sandbox" in response.read()
+    invoke("cleanup", state)
+
+
+def test_a_health_check_answered_with_a_4xx_fails_the_build_at_once(
+    invoke: Invoke, rds: sync_redis.Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN the example served, but a health check path it does not serve
+    body = {**load_example(), "port": free_port(), "healthcheck_path": "/missing", "timeouts": {"healthcheck": 10}}
+    state = make_state(tmp_path, build_id, **body)
+    for stage in ("provision", "scaffold", "install", "build", "start"):
+        state = invoke(stage, state)
+    # WHEN the health check runs
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match=r"health check GET /missing answered 404"):
+        invoke("healthcheck", state)
+    # THEN it failed on the first answer (a 4xx is not retried), with the answer in the log
+    assert time.monotonic() - started < 5
+    health = of_phase(entries(rds, build_id), "healthcheck")
+    assert any(e["text"].startswith("GET /missing -> 404") for e in health)
+    assert any(e.get("event") == "build_failed" for e in health)
     invoke("cleanup", state)
 
 

@@ -103,7 +103,7 @@ def find_execution(sfn: "SFNClient", state_machine_arn: str, build_id: str) -> E
     try:
         described = sfn.describe_execution(executionArn=execution_arn(state_machine_arn, build_id))
     except ClientError as exc:
-        if error_code(exc) == "ExecutionDoesNotExist":
+        if is_not_found(exc):
             return None
         raise
     return Execution(

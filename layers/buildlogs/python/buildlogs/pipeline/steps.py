@@ -28,6 +28,8 @@ from buildlogs.stream.streamer import LogStreamer
 
 HEALTH_POLL_INTERVAL_S = 0.5
 HEALTH_REQUEST_TIMEOUT_S = 5.0
+# Healthy: 2xx and 3xx. A 4xx fails at once; 5xx (and no answer) are retried until the timeout.
+HTTP_OK_MIN, HTTP_OK_END, HTTP_RETRYABLE_MIN = 200, 400, 500
 
 
 @dataclass
@@ -127,7 +129,11 @@ async def start(ctx: StageContext) -> dict[str, Any]:
 
 
 async def healthcheck(ctx: StageContext) -> dict[str, Any]:
-    """GET the health check path until it answers below 500, within the stage's timeout."""
+    """GET the health check path until it answers 2xx or 3xx, within the stage's timeout.
+
+    A 4xx is a wrong path or an app that does not serve it: the health check fails (a build must not
+    pass because something answered); 5xx and no answer are retried until the timeout.
+    """
     url = f"{(ctx.state.preview_url or '').rstrip('/')}{ctx.spec.healthcheck_path}"
     timeout = ctx.spec.timeout_for("healthcheck")
     deadline = time.monotonic() + timeout
@@ -140,9 +146,11 @@ async def healthcheck(ctx: StageContext) -> dict[str, Any]:
             await ctx.streamer.write_event(
                 f"GET {ctx.spec.healthcheck_path} -> {status} {reason} ({elapsed_ms} ms)", status_code=status
             )
-            if status < 500:
+            if HTTP_OK_MIN <= status < HTTP_OK_END:
                 return {}
             last = f"HTTP {status}"
+            if status < HTTP_RETRYABLE_MIN:  # a 4xx will not change by asking again
+                raise CommandFailed(f"health check GET {ctx.spec.healthcheck_path} answered {status} {reason}")
         else:
             last = reason
         if time.monotonic() + HEALTH_POLL_INTERVAL_S > deadline:
