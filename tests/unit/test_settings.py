@@ -200,3 +200,13 @@ def test_get_settings_raises_for_a_bad_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LOG_STREAM_TTL_SECONDS", "0")
     with pytest.raises(ValueError, match=exactly("LOG_STREAM_TTL_SECONDS must be >= 1, got 0")):
         get_settings()
+
+
+def test_only_the_variables_own_names_are_read() -> None:
+    # GIVEN an environment holding a field's name in lower case (another program's variable)
+    env = {"redis_url": "redis://elsewhere:6379/0", "log_flush_lines": "0"}
+    # WHEN the settings are read
+    settings = Settings.from_env(env)
+    # THEN neither is taken (and the invalid one raises nothing)
+    assert settings.redis_url == ""
+    assert settings.log_flush_lines == Settings().log_flush_lines

@@ -85,7 +85,12 @@ class _MappingEnvSource(EnvSettingsSource):
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
         # stripped; whitespace-only is empty, and empty is the default (env_ignore_empty)
-        stripped = {name: value.strip() for name, value in self._env.items() if isinstance(value, str)}
+        # Only the variables' own names (REDIS_URL): a field name (redis_url) in the environment is
+        # some other program's variable, never ours.
+        names = {field.validation_alias for field in Settings.model_fields.values()}
+        stripped = {
+            name: value.strip() for name, value in self._env.items() if isinstance(value, str) and name in names
+        }
         return {
             name if self.case_sensitive else name.lower(): value
             for name, value in stripped.items()
