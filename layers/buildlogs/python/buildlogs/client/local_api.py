@@ -7,6 +7,7 @@ One thread per request, as concurrent Lambda invocations would be.
 """
 
 import base64
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,11 +112,24 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
     return _Handler
 
 
+# A client that went away (Ctrl-C in a second terminal's `tail`) while its request was served.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet when the client disconnected; any other error is reported as socketserver does."""
+        if isinstance(sys.exc_info()[1], CLIENT_GONE):
+            return
+        super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(handler: ApiHandler, port: int = 0) -> Iterator[str]:
     """Serve ``handler`` on 127.0.0.1:``port`` (0: a free one); yields the API root URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _request_handler(handler))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _request_handler(handler))
     thread = threading.Thread(target=server.serve_forever, name="buildlogs-local-api", daemon=True)
     thread.start()
     try:
