@@ -1,6 +1,7 @@
 """Execution statuses as Step Functions reports them: the one place that lists them."""
 
 from enum import StrEnum
+from typing import TypeAlias
 
 
 class ExecutionStatus(StrEnum):
@@ -27,3 +28,18 @@ TERMINAL: tuple[ExecutionStatus, ...] = (
 RUNNING: frozenset[str] = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PENDING_REDRIVE, PENDING})
 # Runs that ended without the state machine's own Catch: nobody cleaned their sandbox up.
 UNCAUGHT: frozenset[str] = frozenset({ExecutionStatus.TIMED_OUT, ExecutionStatus.ABORTED})
+
+
+class ApiStatus(StrEnum):
+    """The API's own status of a build, besides its execution's: PENDING, stored but not started."""
+
+    PENDING = PENDING
+
+
+# A build's status as GET /builds/{id} reports it: its execution's, or PENDING before it has one.
+BuildStatusValue: TypeAlias = ExecutionStatus | ApiStatus
+
+
+def build_status(value: str) -> BuildStatusValue:
+    """``value`` as a :data:`BuildStatusValue`; ``ValueError`` if it is no status of a build."""
+    return ApiStatus(value) if value == ApiStatus.PENDING else ExecutionStatus(value)

@@ -40,12 +40,12 @@ from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
     BuildList,
+    BuildStage,
     BuildStatus,
     Cancelled,
     ErrorBody,
     LogEntryOut,
     LogPageOut,
-    StageStatus,
     Submitted,
     responses,
 )
@@ -53,7 +53,7 @@ from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
-from buildlogs.statuses import RUNNING, ExecutionStatus
+from buildlogs.statuses import RUNNING, ExecutionStatus, build_status
 
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -122,7 +122,7 @@ def get_builds(
     items = [
         BuildItem(
             build_id=build.build_id,
-            status=build.status,
+            status=ExecutionStatus(build.status),
             started_at=_iso(build.started_at),
             stopped_at=_iso(build.stopped_at),
             status_url=_status_url(build.build_id),
@@ -156,12 +156,12 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
         )
     return BuildStatus(
         build_id=build_id,
-        status=execution.status,
+        status=build_status(execution.status),
         started_at=_iso(execution.started_at),
         stopped_at=_iso(execution.stopped_at),
         error=execution.error,
         stages=[
-            StageStatus(
+            BuildStage(
                 name=stage.name,
                 status=stage.status,
                 started_at=_iso_ms(stage.started_ms),

@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from buildlogs.statuses import BuildStatusValue, ExecutionStatus
+from buildlogs.stream.summary import StageStatus
+
 
 class ErrorBody(BaseModel):
     """Every error response: a stable machine code and a human message."""
@@ -37,7 +40,7 @@ class BuildItem(BaseModel):
     """One run in GET /builds."""
 
     build_id: str
-    status: str
+    status: ExecutionStatus
     started_at: str | None = None
     stopped_at: str | None = None
     status_url: str
@@ -51,11 +54,11 @@ class BuildList(BaseModel):
     next: str | None = None
 
 
-class StageStatus(BaseModel):
+class BuildStage(BaseModel):
     """One stage of a build as its log tells it."""
 
     name: str
-    status: Literal["running", "succeeded", "failed", "interrupted"]
+    status: StageStatus = Field(description="interrupted: still running when the build ended")
     started_at: str | None = None
     duration_ms: int | None = None
     exit_code: int | None = None
@@ -75,11 +78,11 @@ class BuildStatus(BaseModel):
     """GET /builds/{id}."""
 
     build_id: str
-    status: str = Field(description="PENDING (spec stored, no execution yet) or a Step Functions status")
+    status: BuildStatusValue = Field(description="PENDING (spec stored, no execution yet) or a Step Functions status")
     started_at: str | None = None
     stopped_at: str | None = None
     error: str | None = Field(default=None, description="the failing stage's error name, if any")
-    stages: list[StageStatus] = Field(default_factory=list)
+    stages: list[BuildStage] = Field(default_factory=list)
     preview_url: str | None = Field(
         default=None,
         description="once started: the execution output's preview_url, else the start stage's log entry",

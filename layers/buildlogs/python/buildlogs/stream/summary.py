@@ -5,9 +5,22 @@ GET /builds/{id} shows it: from the live stream (cached incrementally in Redis) 
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from buildlogs.statuses import UNCAUGHT
+
 STAGE_EVENTS = frozenset({"stage_start", "stage_end", "build_failed"})
+
+
+class StageStatus(StrEnum):
+    """A stage's status as its log tells it (stages[].status of GET /builds/{id})."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # Never ended: the build was aborted or timed out in it, or ended without its stage_end.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(slots=True)
@@ -15,7 +28,7 @@ class StageSummary:
     """One stage as the log tells it: status, start (ms since epoch) and duration."""
 
     name: str
-    status: str = "running"  # running | succeeded | failed | interrupted
+    status: StageStatus = StageStatus.RUNNING
     started_ms: int | None = None
     duration_ms: int | None = None
     exit_code: int | None = None
@@ -45,15 +58,23 @@ class Summariser:
         event, phase = record.get("event"), str(record.get("phase") or "")
         if event not in STAGE_EVENTS or not phase:
             return
+        if event == "build_failed" and record.get("status") in UNCAUGHT:
+            # The archiver's "BUILD ABORTED" / "BUILD TIMED_OUT" of a run killed from outside: the
+            # stage running then did not fail, it was interrupted (a stage already over keeps its end).
+            killed = self.stages.get(phase)
+            if killed is not None and killed.status == StageStatus.RUNNING:
+                killed.status = StageStatus.INTERRUPTED
+            return
         stage = self.stages.setdefault(phase, StageSummary(phase))
         if event == "stage_start":
-            stage.status, stage.started_ms = "running", _int(record.get("ts"))
+            stage.status, stage.started_ms = StageStatus.RUNNING, int_or_none(record.get("ts"))
         elif event == "stage_end":
-            stage.duration_ms, stage.exit_code = _int(record.get("duration_ms")), _int(record.get("exit_code"))
-            if stage.status != "failed":
-                stage.status = "succeeded" if stage.exit_code in (None, 0) else "failed"
+            stage.duration_ms = int_or_none(record.get("duration_ms"))
+            stage.exit_code = int_or_none(record.get("exit_code"))
+            if stage.status not in (StageStatus.FAILED, StageStatus.INTERRUPTED):
+                stage.status = StageStatus.SUCCEEDED if stage.exit_code in (None, 0) else StageStatus.FAILED
         else:
-            stage.status = "failed"
+            stage.status = StageStatus.FAILED
 
     def result(self, finished: bool, source: str) -> LogSummary:
         stages = [
@@ -61,8 +82,8 @@ class Summariser:
         ]
         if finished:
             for stage in stages:
-                if stage.status == "running":
-                    stage.status = "interrupted"
+                if stage.status == StageStatus.RUNNING:
+                    stage.status = StageStatus.INTERRUPTED
         return LogSummary(stages, self.preview_url, source)
 
     def state(self) -> dict[str, Any]:
@@ -70,7 +91,7 @@ class Summariser:
         stages = [
             {
                 "name": s.name,
-                "status": s.status,
+                "status": s.status.value,
                 "started_ms": s.started_ms,
                 "duration_ms": s.duration_ms,
                 "exit_code": s.exit_code,
@@ -88,10 +109,10 @@ class Summariser:
         for item in state["stages"]:
             stage = StageSummary(
                 name=str(item["name"]),
-                status=str(item["status"]),
-                started_ms=_int(item.get("started_ms")),
-                duration_ms=_int(item.get("duration_ms")),
-                exit_code=_int(item.get("exit_code")),
+                status=StageStatus(item["status"]),
+                started_ms=int_or_none(item.get("started_ms")),
+                duration_ms=int_or_none(item.get("duration_ms")),
+                exit_code=int_or_none(item.get("exit_code")),
             )
             summariser.stages[stage.name] = stage
         preview_url = state.get("preview_url")
@@ -105,7 +126,8 @@ def feed_all(summariser: Summariser, records: Iterable[dict[str, Any]]) -> Summa
     return summariser
 
 
-def _int(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """``value`` as an int (an entry's ``ts``, ``duration_ms``, ``exit_code``), ``None`` if it is none."""
     try:
         return int(value)
     except (TypeError, ValueError):
