@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from buildlogs.errors import SandboxUnavailable
+from buildlogs.errors import CommandFailed, SandboxUnavailable
 from buildlogs.pipeline.sandbox.dev_server import DevServerMixin
 from buildlogs.pipeline.sandbox.protocol import (
     TIMEOUT_EXIT_CODE,
+    BackgroundProcess,
     CommandResult,
     OutputCallback,
     emit,
@@ -235,6 +236,42 @@ class LocalSandboxRuntime(DevServerMixin):
         """Stop forwarding background output; processes and files stay (a later stage uses them)."""
         for process in self._background:
             await process.detach()
+
+    async def start_dev_server(
+        self,
+        workspace_path: str,
+        working_files: Mapping[str, str],
+        on_stdout: OutputCallback | None = None,
+        on_stderr: OutputCallback | None = None,
+        *,
+        start_command: str,
+        port: int,
+        install_command: str | None = None,
+        envs: Mapping[str, str] | None = None,
+        timeout: float = 120,  # noqa: ASYNC109 (the protocol's name)
+    ) -> BackgroundProcess:
+        """As every runtime does, once ``port`` is known to be free on this machine.
+
+        A local sandbox shares the machine's network: if another process already answers on the
+        port, the wait for the port and the health check would reach that process and pass a
+        build whose server never started. So the start fails at once, with the reason.
+        """
+        if await self.port_open(port):
+            raise CommandFailed(
+                f"port {port} is already in use on this machine (something else answers on 127.0.0.1:{port}); "
+                "stop it or choose another port"
+            )
+        return await super().start_dev_server(
+            workspace_path,
+            working_files,
+            on_stdout,
+            on_stderr,
+            start_command=start_command,
+            port=port,
+            install_command=install_command,
+            envs=envs,
+            timeout=timeout,
+        )
 
     # -- commands -------------------------------------------------------------------------------
 
