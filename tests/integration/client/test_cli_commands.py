@@ -109,3 +109,23 @@ def test_a_rejected_spec_exits_3_with_the_api_reason(
     # every reason the API gives is printed: listed one per line, or counted in its message
     assert "port" in text or "(and 1 more)" in err[0]
     assert "Traceback" not in text
+
+
+def test_status_of_an_aborted_build_shows_the_stage_it_stopped_in_as_interrupted(
+    api: Api, redis_url: str, build_id: str
+) -> None:
+    # GIVEN a build cancelled while its build stage ran: the archiver closes its log with
+    # "BUILD ABORTED" on that stage, archives it, and the stream expires
+    api.call("POST", "/builds", spec(build_id=build_id))
+    write_log(redis_url, build_id, [*LOG[:3], ("stage", "build", {}), ("stdout", "compiling", {})])
+    with serve_api() as url:
+        assert cli("cancel", build_id, "--api", url)[0] == 0
+        archive_and_expire(redis_url, api.s3, build_id, "ABORTED")
+        # WHEN its status is shown
+        code, out = cli("status", build_id, "--api", url)
+    # THEN the build stage reads interrupted (it did not fail), the install stage succeeded
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    assert code == 2
+    assert any(row[:2] == ["build", "■ interrupted"] for row in rows), out
+    assert any(row[:2] == ["install", "✓ succeeded"] for row in rows), out
+    assert ["result", build_id, "ABORTED"] in rows

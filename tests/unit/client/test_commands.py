@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,12 @@ import httpx
 import pytest
 
 from buildlogs.client.cli import cli, main
-from buildlogs.client.follow import cursor_since
+from buildlogs.client.console import strip_ansi
+from buildlogs.client.follow import EXIT_CODES, cursor_since, exit_code_for
+from buildlogs.statuses import TERMINAL, ExecutionStatus
 from tests.support.fake_api import API, BUILD, TS, FakeApi, end, entry, ids, log
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "hello-web"
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +105,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["list", "--limit", "0"], "--limit"),
         (["run", "--sandbox", "docker"], "'docker' is not one of"),
         (["submit", "/no/such/spec.json"], "does not exist"),
+        (["tail", BUILD, "--after", f"{TS}-1"], "No such option '--after'"),  # --since ID does it
     ],
 )
 def test_usage_errors_exit_3_not_2(args: list[str], reason: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,11 +275,11 @@ def test_submit_a_project_dir_sends_its_files_and_commands() -> None:
     # GIVEN the default example project (buildspec.json + its files)
     api = FakeApi()
     # WHEN it is submitted as a directory
-    code, _ = run(["submit", "examples/hello-web", "--api", API], api)
+    code, _ = run(["submit", str(EXAMPLE), "--api", API], api)
     # THEN the API got one BuildSpec: the commands of buildspec.json and the directory's other files
     assert code == 0
     (body,) = api.submitted
-    expected = json.loads(Path("examples/hello-web/spec.json").read_text())
+    expected = json.loads((EXAMPLE / "spec.json").read_text())
     assert body["start"] == expected["start"]
     assert body["files"] == expected["files"]
 
@@ -359,6 +365,42 @@ def test_status_prints_the_summary_and_exits_by_status(status: str, code: int) -
     assert ["result", BUILD, status] in rows
 
 
+class _RunningApi(FakeApi):
+    """A build started ``ago`` and still running: no stop time; its build stage started ``stage_ago``."""
+
+    def __init__(self, ago: timedelta, stage_ago: timedelta) -> None:
+        now = datetime.now(UTC)
+        stages = [
+            {"name": "install", "status": "succeeded", "duration_ms": 26, "exit_code": 0},
+            {"name": "build", "status": "running", "started_at": (now - stage_ago).isoformat()},
+        ]
+        super().__init__(status="RUNNING", stages=stages)
+        self.started_at = (now - ago).isoformat()
+
+    def status_body(self) -> dict[str, Any]:
+        return {**super().status_body(), "started_at": self.started_at, "stopped_at": None}
+
+
+def test_status_of_a_running_build_shows_the_time_since_it_started() -> None:
+    # GIVEN a build started 3 hours ago, still running its build stage (started 90 minutes ago)
+    api = _RunningApi(timedelta(hours=3), timedelta(minutes=90))
+    # WHEN its status is shown
+    code, out = run(["status", BUILD, "--api", API], api)
+    # THEN the time is the time since it started, not the 26 ms of the one stage that finished,
+    # and the running stage shows its time so far
+    assert code == 0
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    assert ["time", "3h 00m so far"] in rows
+    assert ["build", "… running", "1h 30m"] in rows
+    assert ["install", "✓ succeeded", "26ms", "0"] in rows
+
+
+def test_every_result_has_its_exit_code_and_anything_else_counts_as_failed() -> None:
+    assert EXIT_CODES == {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 2, "ABORTED": 2}
+    assert set(EXIT_CODES) == {status.value for status in TERMINAL}
+    assert exit_code_for(ExecutionStatus.PENDING_REDRIVE) == exit_code_for("???") == 1
+
+
 def test_status_json_is_the_api_answer() -> None:
     api = FakeApi(status="RUNNING")
     code, out = run(["status", BUILD, "--json", "--api", API], api)
@@ -372,15 +414,37 @@ def test_status_of_an_unknown_build_exits_3(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().err.splitlines() == ["buildlogs: HTTP 404: no build other"]
 
 
-def test_list_prints_recent_builds() -> None:
-    api = FakeApi(status="FAILED")
+LONG_ID = "release-2023-11-14-" + "a" * 45  # 64 characters, the longest build id
+
+
+def test_list_off_a_terminal_prints_one_tab_separated_line_per_build_with_every_value_whole() -> None:
+    # GIVEN a failed build whose id and start time take more than 80 columns together
+    api = FakeApi(status="FAILED", build_id=LONG_ID)
+    # WHEN list's output goes to a pipe (not a terminal)
     code, out = run(["list", "--status", "FAILED", "--limit", "5", "--api", API], api)
+    # THEN the API was asked for that filter, and each build is one line of tab-separated whole values
     assert code == 0
     (request,) = api.requests
     assert dict(request.url.params) == {"limit": "5", "status": "FAILED"}
-    rows = [line.split() for line in out.splitlines()]
-    assert rows[0] == ["build", "status", "started", "time"]
-    assert rows[1] == [BUILD, "FAILED", "2023-11-14T22:13:20+00:00", "1m", "05s"]
+    assert out == f"{LONG_ID}\tFAILED\t2023-11-14T22:13:20+00:00\t1m 05s\n"
+    assert [line.split("\t")[0] for line in out.splitlines()] == [LONG_ID]  # `cut -f1`: the ids
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_list_on_a_terminal_prints_a_table_with_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    api = FakeApi(status="FAILED", build_id=LONG_ID)
+    out = _Terminal()
+    assert main(["list", "--api", API], transport=api.transport(), out=out) == 0
+    rows = [strip_ansi(line).split() for line in out.getvalue().splitlines()]
+    assert rows == [
+        ["build", "status", "started", "time"],
+        [LONG_ID, "FAILED", "2023-11-14T22:13:20+00:00", "1m", "05s"],
+    ]
 
 
 def test_cancel_posts_and_prints_aborting() -> None:

@@ -16,9 +16,13 @@ from buildlogs.client.console import (
     format_duration,
     is_live_terminal,
     is_plain,
+    is_tty,
     make_console,
+    total_ms,
 )
+from buildlogs.statuses import TERMINAL
 from buildlogs.stream.entries import LogEntry
+from buildlogs.stream.summary import StageStatus
 from tests.support.fake_api import TS
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -310,3 +314,91 @@ def test_the_summary_prefers_the_lines_followed_and_a_local_archive_path() -> No
     assert f"archive  {path}" in lines  # whole, even past the 80 columns: a path stays copyable
     assert "time     1m 04s" in lines  # no start: the stages' durations added up
     assert not any(line.startswith("preview") for line in lines)
+
+
+def _rows(status: dict[str, Any], **options: Any) -> list[list[str]]:
+    return [re.split(r"\s{2,}", line.strip()) for line in _summary(status, **options)]
+
+
+ABORTED = {
+    "build_id": "b1",
+    "status": "ABORTED",
+    "started_at": "2023-11-14T22:13:20+00:00",
+    "stopped_at": "2023-11-14T22:13:50+00:00",
+    "stages": [
+        {"name": "install", "status": "succeeded", "started_at": "2023-11-14T22:13:20+00:00", "duration_ms": 10_000},
+        {"name": "build", "status": "interrupted", "started_at": "2023-11-14T22:13:30.500000+00:00"},
+    ],
+}
+
+
+@pytest.mark.parametrize("result", ["ABORTED", "TIMED_OUT"])
+def test_the_stage_a_killed_build_stopped_in_reads_interrupted_with_its_time_until_the_stop(result: str) -> None:
+    # GIVEN an aborted (or timed-out) build whose build stage never ended: the API says interrupted
+    status = {**ABORTED, "status": result}
+    # WHEN its summary is printed
+    rows = _rows(status)
+    # THEN that stage is interrupted, not failed, and ran from its start to the build's stop
+    assert ["build", "■ interrupted", "19.5s"] in rows
+    assert ["install", "✓ succeeded", "10.0s"] in rows
+    assert ["result", "b1", result] in rows
+    assert ["time", "30.0s"] in rows
+
+
+def test_a_running_build_shows_its_time_so_far_and_its_running_stage_s() -> None:
+    # GIVEN a build running for 2 minutes, in a build stage started 45 s ago; one stage done in 26 ms
+    start_ms = 1_700_000_000_000
+    status = {
+        "build_id": "b1",
+        "status": "RUNNING",
+        "started_at": "2023-11-14T22:13:20+00:00",  # start_ms
+        "stopped_at": None,
+        "stages": [
+            {"name": "provision", "status": "succeeded", "duration_ms": 26},
+            {"name": "build", "status": "running", "started_at": "2023-11-14T22:14:35+00:00"},
+        ],
+    }
+    # WHEN its summary is printed at start + 2 min
+    rows = _rows(status, now=lambda: start_ms + 120_000)
+    # THEN the time is the time since it started, not the finished stages' 26 ms
+    assert ["time", "2m 00s so far"] in rows
+    assert ["build", "… running", "45.0s"] in rows
+    assert ["provision", "✓ succeeded", "26ms"] in rows
+
+
+def test_a_pending_build_has_no_time_yet() -> None:
+    status = {"build_id": "b1", "status": "PENDING", "started_at": None, "stopped_at": None, "stages": []}
+    assert ["time", "-"] in _rows(status, now=lambda: 1_700_000_000_000)
+
+
+def test_total_ms_reads_the_clock_only_for_a_build_still_running() -> None:
+    running = {"status": "RUNNING", "started_at": "2023-11-14T22:13:20Z", "stages": [{"duration_ms": 26}]}
+    assert total_ms(running, now=1_700_000_005_000) == 5_000
+    assert total_ms(running) == 26  # no clock: the stages' durations
+    assert total_ms({**running, "status": "SUCCEEDED"}, now=1_700_000_005_000) == 26  # over, no stop time
+
+
+@pytest.mark.parametrize("stage_status", list(StageStatus))
+def test_every_stage_status_has_its_mark(stage_status: StageStatus) -> None:
+    status = {"build_id": "b1", "status": "RUNNING", "stages": [{"name": "build", "status": stage_status.value}]}
+    (row,) = [row for row in _rows(status) if row[0] == "build"]
+    assert row[1][0] != "?"
+    assert row[1][2:] == stage_status.value
+
+
+@pytest.mark.parametrize("result", [status.value for status in TERMINAL])
+def test_every_result_has_its_own_colour_on_a_terminal(result: str) -> None:
+    console = terminal()
+    console.print(build_summary({"build_id": "b1", "status": result, "stages": []}), crop=False)
+    (line,) = [line for line in text_of(console).splitlines() if "result" in line]
+    assert re.search(r"\x1b\[1;3[1-3]m" + result, line), line  # bold red, green or yellow; not just bold
+
+
+def test_is_tty_is_the_file_s_own_answer_whatever_rich_is_told() -> None:
+    assert not is_tty(terminal())  # forced to a terminal, but a StringIO
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert is_tty(Console(file=Tty()))

@@ -28,6 +28,7 @@ class FakeStack:
     api_url: str = STACK_URL
     calls: list[str] = field(default_factory=list)
     refuse: Exception | None = None  # raised on enter: the stack cannot start
+    reject: Exception | None = None  # raised by submit: the build cannot start
 
     def __enter__(self) -> "FakeStack":
         self.calls.append("enter")
@@ -40,6 +41,8 @@ class FakeStack:
 
     def submit(self, spec: Any) -> str:
         self.calls.append(f"submit {spec['name']}")
+        if self.reject is not None:
+            raise self.reject
         return BUILD
 
     def wait(self, build_id: str) -> str:
@@ -140,7 +143,8 @@ def test_run_follows_the_build_then_summarises_and_exits_by_status(
     assert exit_code == code
 
 
-def test_run_passes_the_path_sandbox_and_port(tmp_path: Path) -> None:
+def test_run_passes_the_path_sandbox_and_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2B_API_KEY", "e2b_test")
     h = harness(([end(1, "SUCCEEDED")], "SUCCEEDED"))
     assert h.run(str(tmp_path / "spec.json"), "--sandbox", "e2b", "--port", "8123")[0] == 0
     assert h.specs == [tmp_path / "spec.json"]
@@ -224,3 +228,76 @@ def test_a_stack_that_cannot_start_exits_3_without_a_traceback(capsys: pytest.Ca
     err = capsys.readouterr().err
     assert (code, out) == (3, "")
     assert err.splitlines() == ["buildlogs: cannot start the local stack: OSError: [Errno 98] Address already in use"]
+
+
+def test_an_e2b_run_without_an_api_key_exits_3_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no E2B API key in the environment
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    h = harness(([end(1, "SUCCEEDED")], "SUCCEEDED"))
+    # WHEN `buildlogs run --sandbox e2b` runs
+    code, out = h.run("--sandbox", "e2b")
+    # THEN it exits 3 at once, saying what is missing: no spec read, no stack started
+    assert (code, out) == (3, "")
+    assert (h.specs, h.stack.calls) == ([], [])
+    assert capsys.readouterr().err.splitlines() == [
+        "buildlogs: --sandbox e2b needs an E2B API key: set E2B_API_KEY (or use --sandbox local)"
+    ]
+
+
+def test_run_takes_no_api_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN `run` serves its own local API
+    h = harness(([end(1, "SUCCEEDED")], "SUCCEEDED"))
+    # WHEN --api is given to run itself THEN it is a usage error (3) and nothing starts
+    assert h.run("--api", "https://example.com")[0] == 3
+    assert "No such option '--api'" in capsys.readouterr().err
+    assert h.stack.calls == []
+    # AND run's help no longer offers it
+    assert main(["run", "--help"], out=io.StringIO()) == 0
+    assert "--api" not in capsys.readouterr().out
+
+
+def test_the_group_s_api_before_run_is_ignored_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:
+    h = harness(([end(1, "SUCCEEDED")], "SUCCEEDED"))
+    out = io.StringIO()
+    code = main(["--api", "https://example.com", "run"], transport=h.stack.api.transport(), out=out, local=h.local())
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "buildlogs: run ignores --api https://example.com: it serves and follows its own local API" in err
+    assert all(str(request.url).startswith(STACK_URL) for request in h.stack.api.requests)
+
+
+def test_a_build_the_stack_refuses_exits_3_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a stack that rejects the build (its id already has a log)
+    h = harness()
+    h.stack.reject = ValueError(f"build {BUILD} already has a log")
+    # WHEN `buildlogs run` runs
+    code, out = h.run()
+    # THEN it says why in one line and exits 3, the stack shut down, no traceback
+    err = capsys.readouterr().err
+    assert (code, out) == (3, "")
+    assert err.splitlines() == [f"buildlogs: cannot submit the build: ValueError: build {BUILD} already has a log"]
+    assert h.stack.calls == ["enter", "submit hello-web", "exit"]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."), "ConnectionError: Error 111"),
+        (TimeoutError(), "TimeoutError"),
+    ],
+)
+def test_a_wait_that_fails_exits_3_without_a_traceback(
+    error: Exception, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a build whose stack fails while run waits for it (Redis gone, a timeout)
+    h = harness((BUILD_LOG, error))
+    # WHEN `buildlogs run` runs
+    code, _ = h.run()
+    # THEN it says why in one line and exits 3, the stack shut down, no traceback
+    err = capsys.readouterr().err
+    assert code == 3
+    assert f"buildlogs: waiting for build {BUILD} failed: {reason}" in err
+    assert "Traceback" not in err
+    assert h.stack.calls == ["enter", "submit hello-web", f"wait {BUILD}", "exit"]

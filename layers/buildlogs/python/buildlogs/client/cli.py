@@ -4,8 +4,8 @@ The commands only: HTTP, signing and retries are in :mod:`buildlogs.client.http`
 log in :mod:`buildlogs.client.follow`, rendering in :mod:`buildlogs.client.console`, and ``run``'s
 local stack in ``buildlogs.client.local_run`` (imported when ``run`` runs).
 
-The API root comes from ``--api`` (before or after the command) or ``BUILDLOGS_API_URL``.
-Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API or usage error, 130 Ctrl-C.
+The API root comes from ``--api`` (before or after the command) or ``BUILDLOGS_API_URL``; ``run``
+takes none (it serves its own local API). Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API or usage error, 130 Ctrl-C.
 """
 
 import importlib
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from buildlogs.client.console import LogView, build_summary, format_duration, make_console, total_ms
+from buildlogs.client.console import LogView, build_summary, format_duration, is_tty, make_console, total_ms
 from buildlogs.client.follow import (
     EXIT_API_ERROR,
     EXIT_CODES,
@@ -190,15 +190,25 @@ def cli() -> None:
 @click.option("--sandbox", type=click.Choice(["local", "e2b"]), default="local", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port of the local API (0: any free port).")
 @_view_options
-@_api_option()
 @click.pass_obj
 def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json_lines: bool) -> int:
     """Build PROJECT_DIR or SPEC.json on a local stack, following its log live.
 
     The local stack runs the real state machine (moto), the stage handlers with a local or E2B
-    sandbox, Redis and the REST API on 127.0.0.1, which `buildlogs tail` can follow from another
-    terminal. Ctrl-C cancels the build (its partial log is archived) and exits 130.
+    sandbox (E2B_API_KEY), Redis and the REST API on 127.0.0.1, which `buildlogs tail` can follow
+    from another terminal. Ctrl-C cancels the build (its partial log is archived) and exits 130.
     """
+    if rt.api:  # `buildlogs --api URL run`: the group's option, meant for the other commands
+        rt.notice(f"buildlogs: run ignores --api {rt.api}: it serves and follows its own local API")
+    if sandbox == "e2b":
+        try:
+            has_key = bool(get_settings().e2b_api_key)
+        except ValueError as exc:  # a bad variable in the environment: the error names it
+            rt.error(f"bad settings: {exc}")
+            return EXIT_API_ERROR
+        if not has_key:
+            rt.error("--sandbox e2b needs an E2B API key: set E2B_API_KEY (or use --sandbox local)")
+            return EXIT_API_ERROR
     try:
         local = rt.local or local_run()
     except ImportError as exc:
@@ -214,9 +224,13 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
         try:
             stack = exits.enter_context(local.stack(local.config(sandbox=sandbox, api_port=port)))
         except Exception as exc:  # Redis, moto, a port in use: say what, no traceback
-            rt.error(f"cannot start the local stack: {type(exc).__name__}: {exc}")
+            rt.error(f"cannot start the local stack: {_describe(exc)}")
             return EXIT_API_ERROR
-        build_id = stack.submit(spec)
+        try:
+            build_id = stack.submit(spec)
+        except Exception as exc:  # a build id whose log exists, Redis down, the API refusing: no traceback
+            rt.error(f"cannot submit the build: {_describe(exc)}")
+            return EXIT_API_ERROR
         url = stack.api_url
         view.notice(f"build {build_id} on the local API {url}", style="bold")
         view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
@@ -234,6 +248,9 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
                     stack.cancel(build_id)
                     status = stack.wait(build_id)  # the archiver runs: the partial log is archived
                 thread.join(DRAIN_SECONDS)  # the end entry is written: the follower drains to it
+        except Exception as exc:  # the stack failed under the build (Redis, moto, a timeout): no traceback
+            rt.error(f"waiting for build {build_id} failed: {_describe(exc)}")
+            return EXIT_API_ERROR
         finally:
             follower.stop()  # a second Ctrl-C: the follower sends no further request
         if thread.error is not None:
@@ -243,6 +260,12 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
         archive = stack.archive_path(build_id)
         _summarise(rt, view, follower, status, lines=follower.count, archive=str(archive))
     return EXIT_INTERRUPTED if interrupted else exit_code_for(status)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an error, for one line on stderr."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _FollowThread(threading.Thread):
@@ -321,7 +344,6 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> s
 @click.option(
     "--since", callback=_since, metavar="DURATION|ID", help="Start 10m (45s, 1h30m...) ago, or after this entry id."
 )
-@click.option("--after", hidden=True, help="Start after this entry id (--since ID does the same).")
 @_view_options
 @_api_option()
 @click.pass_obj
@@ -331,13 +353,12 @@ def tail(
     phase: str | None,
     source: str | None,
     since: str | None,
-    after: str | None,
     timestamps: bool,
     json_lines: bool,
 ) -> int:
     """Follow a build's log until it ends; exit with its result."""
     view = rt.view(timestamps=timestamps, json_lines=json_lines)
-    cursor = since or after or "0-0"
+    cursor = since or "0-0"
     return _follow(rt, view, Follower(rt.client(view), build_id, after=cursor, phase=phase, source=source))
 
 
@@ -411,18 +432,25 @@ def list_builds(rt: Runtime, limit: int, status_filter: str | None, json_out: bo
     if json_out:
         rt.out.file.write(json.dumps(body) + "\n")
         return 0
-    table = Table("build", "status", "started", "time", box=None, pad_edge=False)
-    for build in body.get("builds") or []:
-        table.add_row(
+    rows = [
+        (
             str(build.get("build_id")),
             str(build.get("status")),
             str(build.get("started_at") or "-"),
             format_duration(total_ms(build)) if build.get("stopped_at") else "-",
         )
-    if table.row_count:
-        rt.out.print(table)
-    else:
+        for build in body.get("builds") or []
+    ]
+    if not rows:
         rt.notice("no builds yet")
+    elif is_tty(rt.out):
+        table = Table("build", "status", "started", "time", box=None, pad_edge=False)
+        table.columns[0].no_wrap = True  # an id stays whole, to copy
+        for row in rows:
+            table.add_row(*row)
+        rt.out.print(table)
+    else:  # piped: one tab-separated line per build, every value whole (`cut -f1` gives the ids)
+        rt.out.file.write("".join("\t".join(row) + "\n" for row in rows))
     return 0
 
 

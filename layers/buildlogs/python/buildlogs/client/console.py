@@ -27,20 +27,28 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from buildlogs import statuses
 from buildlogs.pipeline.stages import STAGES, STAGES_BY_NAME
+from buildlogs.statuses import ExecutionStatus
 from buildlogs.stream.entries import LogEntry
+from buildlogs.stream.summary import StageStatus, int_or_none
 
 PHASE_WIDTH = max(len(stage.name) for stage in STAGES)
 MAX_ROWS = 8  # a long line takes at most this many terminal rows, then is cut
 _PHASE_STYLES = ("magenta", "blue", "yellow", "green", "cyan", "bright_magenta", "bright_blue")
 _STAGE_ORDER = {stage.name: index for index, stage in enumerate(STAGES)}
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_END_STYLES = {"SUCCEEDED": "bold green", "FAILED": "bold red", "TIMED_OUT": "bold yellow", "ABORTED": "bold yellow"}
-_STAGE_STATUS = {
-    "succeeded": ("✓", "green"),
-    "failed": ("✗", "red"),
-    "running": ("…", "cyan"),
-    "interrupted": ("■", "yellow"),
+_END_STYLES: dict[str, str] = {
+    ExecutionStatus.SUCCEEDED.value: "bold green",
+    ExecutionStatus.FAILED.value: "bold red",
+    ExecutionStatus.TIMED_OUT.value: "bold yellow",
+    ExecutionStatus.ABORTED.value: "bold yellow",
+}
+_STAGE_STATUS: dict[str, tuple[str, str]] = {
+    StageStatus.SUCCEEDED.value: ("✓", "green"),
+    StageStatus.FAILED.value: ("✗", "red"),
+    StageStatus.RUNNING.value: ("…", "cyan"),
+    StageStatus.INTERRUPTED.value: ("■", "yellow"),
 }
 
 
@@ -58,10 +66,20 @@ def is_plain(console: Console) -> bool:
     return console.color_system is None or console.no_color
 
 
+def is_tty(console: Console) -> bool:
+    """``console`` writes to a real terminal (not a pipe or a file, whatever FORCE_COLOR says)."""
+    isatty = getattr(console.file, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def is_live_terminal(console: Console) -> bool:
     """A live status line only on a real, interactive, coloured terminal."""
-    isatty = getattr(console.file, "isatty", None)
-    return console.is_interactive and not is_plain(console) and bool(isatty and isatty())
+    return console.is_interactive and not is_plain(console) and is_tty(console)
+
+
+def now_ms() -> int:
+    """The wall clock in ms since the epoch (an entry's ``ts``)."""
+    return time.time_ns() // 1_000_000
 
 
 def format_duration(ms: int | float | None) -> str:
@@ -94,13 +112,6 @@ def phase_style(phase: str) -> str:
     return _PHASE_STYLES[index % len(_PHASE_STYLES)]
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 class EntryFormat:
     """How one entry reads: marker, text and style (the same in plain and coloured output)."""
 
@@ -116,9 +127,9 @@ class EntryFormat:
             prefix = f"{format_timestamp(entry.ts, self.tz)} {prefix}"
         text, event = entry.text, entry.event
         if event == "stage_end":
-            exit_code = _int(getattr(entry, "exit_code", None))
+            exit_code = int_or_none(getattr(entry, "exit_code", None))
             failed = entry.phase in self.failed_phases or exit_code not in (None, 0)
-            details = [format_duration(_int(getattr(entry, "duration_ms", None)))]
+            details = [format_duration(int_or_none(getattr(entry, "duration_ms", None)))]
             if exit_code is not None:
                 details.append(f"exit {exit_code}")
             return prefix, "✗" if failed else "✓", f"{text} · {' · '.join(details)}", "red" if failed else "green"
@@ -210,13 +221,12 @@ class LogView:
         json_lines: bool = False,
         live: bool | None = None,
         tz: tzinfo | None = None,
-        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        now_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.out, self.err = out, err
         self.json_lines = json_lines
         self.format = EntryFormat(timestamps=timestamps, tz=tz)
         self.plain = json_lines or is_plain(out)
-        self.lines = 0
         self.status = StatusLine(now_ms)  # the live line's content
         use_live = is_live_terminal(out) if live is None else live
         self._live: Live | None = None
@@ -244,7 +254,6 @@ class LogView:
 
     def show_page(self, entries: Sequence[LogEntry]) -> None:
         """Print a page of entries (one write per page: rich costs per call, not per line)."""
-        self.lines += len(entries)
         if self.json_lines or self.plain:
             render = self._json if self.json_lines else self.format.plain
             self._write("".join(render(entry) + "\n" for entry in entries))
@@ -303,31 +312,64 @@ class LogView:
 # -- the summary at the end -----------------------------------------------------------------------
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _time_ms(value: Any) -> int | None:
+    """An API time (ISO 8601) in ms since the epoch; ``None`` if absent or unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return None
 
 
-def total_ms(status: Mapping[str, Any]) -> int | None:
-    """The build's wall time: started_at → stopped_at, else the stages' durations added up."""
-    started, stopped = _parse_time(status.get("started_at")), _parse_time(status.get("stopped_at"))
-    if started and stopped:
-        return int((stopped - started).total_seconds() * 1000)
-    durations = [_int(stage.get("duration_ms")) for stage in status.get("stages") or []]
+def is_running(status: Mapping[str, Any]) -> bool:
+    """The build is not over: RUNNING, PENDING or redriven, and no stop time."""
+    return str(status.get("status")) in statuses.RUNNING and not status.get("stopped_at")
+
+
+def total_ms(status: Mapping[str, Any], now: int | None = None) -> int | None:
+    """The build's wall time: started_at → stopped_at; while it runs, started_at → ``now`` (when
+    given); else the stages' durations added up."""
+    started, stopped = _time_ms(status.get("started_at")), _time_ms(status.get("stopped_at"))
+    if started is not None and stopped is not None:
+        return stopped - started
+    if started is not None and now is not None and is_running(status):
+        return now - started
+    durations = [int_or_none(stage.get("duration_ms")) for stage in status.get("stages") or []]
     known = [duration for duration in durations if duration is not None]
     return sum(known) if known else None
 
 
-def build_summary(status: Mapping[str, Any], *, lines: int | None = None, archive: str | None = None) -> Group:
+def stage_ms(stage: Mapping[str, Any], status: Mapping[str, Any], now: int | None = None) -> int | None:
+    """A stage's duration: its own once it ended; an interrupted stage's, from its start to the
+    build's stop; a running stage's so far, from its start to ``now`` (when given)."""
+    duration = int_or_none(stage.get("duration_ms"))
+    started = _time_ms(stage.get("started_at"))
+    if duration is not None or started is None:
+        return duration
+    if stage.get("status") == StageStatus.INTERRUPTED:
+        stopped = _time_ms(status.get("stopped_at"))
+        return None if stopped is None else stopped - started
+    if stage.get("status") == StageStatus.RUNNING and now is not None and is_running(status):
+        return now - started
+    return None
+
+
+def build_summary(
+    status: Mapping[str, Any],
+    *,
+    lines: int | None = None,
+    archive: str | None = None,
+    now: Callable[[], int] = now_ms,
+) -> Group:
     """The table printed when a build ends (or by ``status``): every stage, then the totals.
 
     ``lines``: the log's entry count when the caller knows it (else the archive's); ``archive``:
-    where the log is archived (a local path), else the API's S3 URI.
+    where the log is archived (a local path), else the API's S3 URI. A build still running shows
+    the time since it started (``so far``), read from ``now``.
     """
+    running = is_running(status)
+    clock = now() if running else None
     result = str(status.get("status") or "UNKNOWN")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
     table.add_column("stage")
@@ -336,11 +378,11 @@ def build_summary(status: Mapping[str, Any], *, lines: int | None = None, archiv
     table.add_column("exit", justify="right")
     for stage in status.get("stages") or []:
         mark, style = _STAGE_STATUS.get(str(stage.get("status")), ("?", ""))
-        exit_code = _int(stage.get("exit_code"))
+        exit_code = int_or_none(stage.get("exit_code"))
         table.add_row(
             Text(str(stage.get("name")), style=phase_style(str(stage.get("name")))),
             Text(f"{mark} {stage.get('status')}", style=style),
-            format_duration(_int(stage.get("duration_ms"))),
+            format_duration(stage_ms(stage, status, clock)),
             "" if exit_code is None else str(exit_code),
         )
     facts: list[tuple[str, Text | str]] = []
@@ -350,10 +392,12 @@ def build_summary(status: Mapping[str, Any], *, lines: int | None = None, archiv
         facts.append(("error", Text(str(status["error"]), style="red")))
     archived = status.get("archive") if isinstance(status.get("archive"), Mapping) else None
     if lines is None and archived is not None:
-        lines = _int(archived.get("lines"))
+        lines = int_or_none(archived.get("lines"))
     if lines is not None:
         facts.append(("lines", str(lines)))
-    facts.append(("time", format_duration(total_ms(status))))
+    elapsed = total_ms(status, clock)
+    so_far = running and elapsed is not None and _time_ms(status.get("started_at")) is not None
+    facts.append(("time", format_duration(elapsed) + (" so far" if so_far else "")))
     if status.get("preview_url"):
         facts.append(("preview", Text(str(status["preview_url"]), style="underline")))
     where = archive or (str(archived.get("uri")) if archived is not None else None)

@@ -11,9 +11,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from buildlogs.client.http import LONG_POLL_SECONDS, ApiClient
+from buildlogs.statuses import ExecutionStatus
 from buildlogs.stream.entries import LogEntry
 
-EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 2, "ABORTED": 2}
+# The exit code of each result (the statuses an execution ends with: statuses.TERMINAL).
+EXIT_CODES: dict[str, int] = {
+    ExecutionStatus.SUCCEEDED.value: 0,
+    ExecutionStatus.FAILED.value: 1,
+    ExecutionStatus.TIMED_OUT.value: 2,
+    ExecutionStatus.ABORTED.value: 2,
+}
 EXIT_API_ERROR = 3
 EXIT_INTERRUPTED = 130
 
@@ -26,7 +33,7 @@ _MAX_SEQ = 2**64 - 1
 
 def exit_code_for(status: str) -> int:
     """The process exit code of a build's status (anything unknown counts as a failure)."""
-    return EXIT_CODES.get(status, EXIT_CODES["FAILED"])
+    return EXIT_CODES.get(status, EXIT_CODES[ExecutionStatus.FAILED])
 
 
 def cursor_since(since: str, now: Callable[[], float] | None = None) -> str:
