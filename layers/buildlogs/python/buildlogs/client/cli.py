@@ -5,7 +5,8 @@ log in :mod:`buildlogs.client.follow`, rendering in :mod:`buildlogs.client.conso
 local stack in ``buildlogs.client.local_run`` (imported when ``run`` runs).
 
 The API root comes from ``--api`` (before or after the command) or ``BUILDLOGS_API_URL``; ``run``
-takes none (it serves its own local API). Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API or usage error, 130 Ctrl-C.
+takes none (it serves its own local API).
+Exit codes: 0 SUCCEEDED, 1 FAILED, 2 TIMED_OUT or ABORTED, 3 an API or usage error, 130 Ctrl-C.
 """
 
 import importlib
