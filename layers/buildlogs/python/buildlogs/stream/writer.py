@@ -24,7 +24,6 @@ only if Redis hangs right after taking the last batch); ``stage`` 6 s (two force
 """
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -33,9 +32,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from buildlogs.keys import MetaField, entry_id_key, logs_key, meta_key
+from buildlogs.observability import logger
 from buildlogs.stream.lines import replace_lone_surrogates
-
-logger = logging.getLogger(__name__)
 
 # The longest one write attempt may take (a connect plus one pipeline round trip, with the
 # client's own retries inside it): a hung Redis must not hold a stage until its Lambda timeout.
@@ -106,14 +104,23 @@ class StreamWriter:
         except (RedisError, OSError) as exc:
             if not probing:
                 self._down_since = time.monotonic()
-                logger.warning("redis unavailable for %s, dropping lines: %r", self.build_id, exc)
+                logger.warning(
+                    "redis unavailable for %s, dropping lines: %r",
+                    self.build_id,
+                    exc,
+                    extra={"build_id": self.build_id, "error": repr(exc)[:300]},
+                )
             self._last_probe = time.monotonic()
             self._drop(len(batch))
             return
         if self._down_since is not None:
             outage_s = time.monotonic() - self._down_since
             logger.warning(
-                "redis answers again for %s after %.1f s; %d lines were lost", self.build_id, outage_s, self._lost
+                "redis answers again for %s after %.1f s; %d lines were lost",
+                self.build_id,
+                outage_s,
+                self._lost,
+                extra={"build_id": self.build_id, "outage_s": round(outage_s, 3), "lines_lost": self._lost},
             )
         self._down_since = None
         self._lost = 0
@@ -163,7 +170,12 @@ class StreamWriter:
         end_id, *_added = await pipe.execute()
         if end_id:
             self._ended = True
-            logger.warning("the log of %s has ended (%s); later lines are discarded", self.build_id, end_id)
+            logger.warning(
+                "the log of %s has ended (%s); later lines are discarded",
+                self.build_id,
+                end_id,
+                extra={"build_id": self.build_id, "end_id": end_id},
+            )
             await self._delete_after(end_id)
 
     async def _delete_after(self, end_id: str) -> None:
@@ -189,7 +201,12 @@ class StreamWriter:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await self._replace_notice(phase)
         except (RedisError, OSError) as exc:
-            logger.warning("could not write the trimming notice for %s: %r", self.build_id, exc)
+            logger.warning(
+                "could not write the trimming notice for %s: %r",
+                self.build_id,
+                exc,
+                extra={"build_id": self.build_id, "error": repr(exc)[:300]},
+            )
 
     async def _replace_notice(self, phase: str) -> None:
         """Entries removed = entries added - length; of those, the older notices we replaced are
