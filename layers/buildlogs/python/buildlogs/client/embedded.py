@@ -20,3 +20,8 @@ def embedded_redis() -> Redis:
 def install() -> None:
     """Make :func:`buildlogs.clients.create_redis` fall back to the embedded server without ``REDIS_URL``."""
     clients.use_embedded_redis(embedded_redis)
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: without ``REDIS_URL``, :func:`buildlogs.clients.create_redis` fails again."""
+    clients.use_embedded_redis(None)

@@ -6,14 +6,18 @@
   cached under ``.buildlogs/cache`` by a hash of its inputs); each Lambda task is routed in-process
   to ``functions.stage.handler`` with that function's ``STAGE`` (:mod:`buildlogs.client.moto_hook`).
 - **S3**: moto S3 holds the sources and the archive in one bucket, as the stack does; the archive
-  is copied to ``.buildlogs/archive/build-logs/{id}/`` when a run ends. With ``SOURCES_BUCKET`` or
-  ``LOG_ARCHIVE_BUCKET`` set, S3 calls go to the real service (moto passes S3 through).
-- **Redis**: ``REDIS_URL``, or an embedded in-memory server.
+  is copied to ``.buildlogs/archive/build-logs/{id}/`` when a run ends. With ``SOURCES_BUCKET`` and
+  ``LOG_ARCHIVE_BUCKET`` set (both, or neither), S3 calls go to the real service with the caller's
+  own credentials (moto passes S3 through) and no bucket is created.
+- **Redis**: ``REDIS_URL`` (it must answer when the stack starts), or an embedded in-memory server.
 - **Sandboxes**: ``LocalSandboxRuntime`` (subprocesses), or E2B with ``sandbox="e2b"``.
 - **EventBridge**: moto emits no events, so :meth:`LocalStack.wait` builds the "Step Functions
-  Execution Status Change" event AWS sends and calls ``functions.archiver.handler`` with it.
-- **API Gateway**: the API Lambda behind :mod:`buildlogs.client.local_api` on 127.0.0.1.
-- **CloudWatch Logs**: the functions' own log lines go to ``.buildlogs/functions.log``.
+  Execution Status Change" event AWS sends and calls ``functions.archiver.handler`` with it (once
+  per build: a build :meth:`LocalStack.cancel` already archived is not archived again).
+- **API Gateway**: the API Lambda behind :mod:`buildlogs.client.local_api` on 127.0.0.1. Its
+  ``StopExecution`` (``POST /builds/{id}/cancel``) is :meth:`LocalStack.cancel`, as Ctrl-C's is.
+- **CloudWatch Logs**: the functions' own log lines (Powertools', and any stdlib ``buildlogs.*``
+  logger's) go to ``.buildlogs/functions.log``.
 """
 
 import asyncio
@@ -26,24 +30,27 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 
+from buildlogs.api.builds import execution_arn
 from buildlogs.client import embedded
 from buildlogs.client.local_api import LocalLambdaContext, serve
-from buildlogs.client.moto_hook import TaskFailed, route_lambda_tasks, wait_for_executions
-from buildlogs.keys import archive_key, index_key, validate_build_id
+from buildlogs.client.moto_hook import HookCalls, TaskFailed, route_lambda_tasks, wait_for_executions
+from buildlogs.keys import archive_key, index_key, logs_key, validate_build_id
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.settings import Settings, apply_environment, get_settings
 from buildlogs.statuses import TERMINAL, ExecutionStatus
 
 if TYPE_CHECKING:
+    from moto.core.config import DefaultConfig
     from types_boto3_s3 import S3Client
     from types_boto3_stepfunctions import SFNClient
 
@@ -53,7 +60,15 @@ REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/buildlogs-local-state-machine"
 POLL_INTERVAL_S = 0.02  # describe_execution is in-process: cheap
 EXECUTION_DRAIN_S = 30.0  # at exit, how long a stopped execution's running task may take to return
+# How long wait() waits for an execution by default: the state machine's own timeout (infra/config.py
+# execution_timeout_minutes = 180) and some margin; a run that outlives it is stuck, not slow.
+WAIT_TIMEOUT_S = (180 + 10) * 60.0
 STATUS_CHANGE = "Step Functions Execution Status Change"
+CANCEL_CAUSE = "cancelled from the local run"
+
+
+class LocalStackError(RuntimeError):
+    """The local stack cannot start as configured (the message says why and what to change)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,61 @@ class LocalRunConfig:
     api_port: int = 0  # 0: a free port
     context: Mapping[str, Any] = field(default_factory=dict)  # CDK context overrides (e.g. retry intervals)
     cache_dir: Path | None = None  # the synthesized definition's cache (default: workdir/cache)
+    wait_timeout_s: float = WAIT_TIMEOUT_S  # LocalStack.wait raises TimeoutError after this long
+
+
+def moto_config(sources_bucket: str, log_archive_bucket: str) -> "DefaultConfig":
+    """moto's configuration for a local run: the Step Functions interpreter, and S3 local or real.
+
+    Real S3 (both buckets set) is passed through with the caller's own credentials: moto's fake
+    ones (``mock_credentials``) would make every real call fail. One bucket alone is refused: the
+    other would be created in moto while the stack's functions expect both in one place.
+    """
+    if bool(sources_bucket) != bool(log_archive_bucket):
+        given, missing = (
+            ("SOURCES_BUCKET", "LOG_ARCHIVE_BUCKET") if sources_bucket else ("LOG_ARCHIVE_BUCKET", "SOURCES_BUCKET")
+        )
+        raise LocalStackError(
+            f"{given} is set but {missing} is not: set both (real S3) or neither (S3 in this process)"
+        )
+    config: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
+    if sources_bucket:
+        config["core"] = {"mock_credentials": False, "passthrough": {"services": ["s3"], "urls": []}}
+    return config
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host``), for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redis_location(redis_url: str) -> str:
+    """Where the stack's Redis is, in words: ``Redis at redis://…`` or the embedded one."""
+    return f"Redis at {redacted_url(redis_url)}" if redis_url else "the embedded Redis (REDIS_URL is not set)"
+
+
+def check_redis(settings: Settings) -> None:
+    """Ping the Redis the functions will use (the same client factory); :class:`LocalStackError` if it
+    does not answer, so a wrong ``REDIS_URL`` stops the run before any build starts."""
+    from redis.exceptions import RedisError
+
+    from buildlogs import clients
+
+    async def ping() -> None:
+        client = clients.create_redis(settings)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (RedisError, OSError) as exc:
+        raise LocalStackError(f"{redis_location(settings.redis_url)} does not answer: {exc}") from None
 
 
 def definition_inputs() -> list[Path]:
@@ -123,9 +193,21 @@ def status_change_event(described: Mapping[str, Any]) -> dict[str, Any]:
             "outputDetails": {"included": True} if described.get("output") is not None else None,
             "error": described.get("error"),
             "cause": described.get("cause"),
-            "redriveCount": 0,
+            "redriveCount": described.get("redriveCount", 0),
+            "redriveStatus": described.get("redriveStatus") or redrive_status(str(described["status"])),
+            "redriveStatusReason": described.get("redriveStatusReason")
+            or redrive_status_reason(str(described["status"])),
         },
     }
+
+
+def redrive_status(status: str) -> str:
+    """What AWS says of an ended execution: a failed, timed-out or aborted one may be redriven."""
+    return "NOT_REDRIVABLE" if status == ExecutionStatus.SUCCEEDED.value else "REDRIVABLE"
+
+
+def redrive_status_reason(status: str) -> str | None:
+    return f"Execution is {status} and cannot be redriven" if redrive_status(status) == "NOT_REDRIVABLE" else None
 
 
 def stage_of(function_name: str) -> str:
@@ -137,6 +219,33 @@ def stage_of(function_name: str) -> str:
     if not name.startswith(prefix):
         raise TaskFailed("ResourceNotFoundException", f"no such function: {function_name}")
     return name[len(prefix) :]
+
+
+@dataclass
+class _Archival:
+    """One build's archival (the status-change event through the archiver): done once, by whoever claims it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+
+class _StopThroughStack:
+    """The API's Step Functions client in a local run: moto's, except ``stop_execution``.
+
+    ``POST /builds/{id}/cancel`` calls StopExecution; in a local run that is the stack's cancel, so
+    a build cancelled through the API ends as in AWS (ABORTED at once, log closed, sandbox reaped),
+    exactly as Ctrl-C's cancel does. Every other call goes to moto's client unchanged.
+    """
+
+    def __init__(self, client: "SFNClient", stop: Callable[..., Any]) -> None:
+        self._client = client
+        self._stop = stop
+
+    def stop_execution(self, *, executionArn: str, error: str | None = None, cause: str | None = None) -> Any:
+        return self._stop(executionArn, error=error, cause=cause)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 class LocalStack:
@@ -152,9 +261,13 @@ class LocalStack:
         self._s3: S3Client | None = None
         self._bucket = ""
         self._archive_bucket = ""
+        self._redis_url = ""
         self.task_calls = 0
+        self.hook_calls = HookCalls()  # what moto routed through the hook (the one in use once started)
         self._sandboxes: set[str] = set()  # reaped when the stack stops (a succeeded build's dev server)
         self._cancelled: set[str] = set()
+        self._archive_lock = threading.Lock()
+        self._archivals: dict[str, _Archival] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -174,17 +287,17 @@ class LocalStack:
     def _start(self) -> None:
         import boto3
         from moto import mock_aws
-        from moto.core.config import DefaultConfig
 
         workdir = self.config.workdir.resolve()
         user = get_settings()
-        definition = cached_definition(self.config.cache_dir or workdir / "cache", self.config.context)
-        real_s3 = bool(user.sources_bucket or user.log_archive_bucket)
-        moto_config: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
-        if real_s3:
-            moto_config["core"] = {"passthrough": {"services": ["s3"], "urls": []}}
-        self._exits.enter_context(mock_aws(config=moto_config))
+        moto_settings = moto_config(user.sources_bucket, user.log_archive_bucket)  # both buckets, or neither
+        real_s3 = bool(user.sources_bucket)
         embedded.install()
+        self._exits.callback(embedded.uninstall)
+        check_redis(user)
+        self._redis_url = user.redis_url
+        definition = cached_definition(self.config.cache_dir or workdir / "cache", self.config.context)
+        self._exits.enter_context(mock_aws(config=moto_settings))
         self._log_functions_to(workdir / "functions.log")
         # The interpreter logs each failed state at ERROR (a repr of its ASL component): the build's
         # own output and the execution's error say it better.
@@ -196,24 +309,27 @@ class LocalStack:
         self._sfn = boto3.client("stepfunctions", region_name=REGION)
         self._s3 = boto3.client("s3", region_name=REGION)
         self._bucket = user.sources_bucket or LOCAL_BUCKET
-        self._archive_bucket = user.log_archive_bucket or self._bucket
-        for bucket in {self._bucket, self._archive_bucket} - {user.sources_bucket, user.log_archive_bucket}:
-            self._s3.create_bucket(Bucket=bucket)
+        self._archive_bucket = user.log_archive_bucket or LOCAL_BUCKET
+        if not real_s3:  # a real bucket is the user's: never created (nor touched) here
+            self._s3.create_bucket(Bucket=LOCAL_BUCKET)
         self.state_machine_arn = self._sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=ROLE_ARN, type="STANDARD"
         )["stateMachineArn"]
         previous = apply_environment(self._lambda_environment(user))
         self._exits.callback(apply_environment, previous)
         from buildlogs import clients
+        from buildlogs.api.deps import deps
 
         clients.s3_client.cache_clear()  # the handlers' clients are made inside this moto context
         clients.sfn_client.cache_clear()
         self._exits.callback(clients.s3_client.cache_clear)
         self._exits.callback(clients.sfn_client.cache_clear)
-        self._exits.enter_context(route_lambda_tasks(self._invoke_stage))
+        self._exits.callback(setattr, deps, "sfn", deps.sfn)
+        deps.sfn = cast("SFNClient", _StopThroughStack(self._sfn, self._stop_execution))
+        self.hook_calls = self._exits.enter_context(route_lambda_tasks(self._invoke_stage))
         # At exit (last registered, first run): stop every sandbox, so a task still running returns;
         # then let the interpreter's threads end while the hook and the mock are still in place.
-        self._exits.callback(wait_for_executions, EXECUTION_DRAIN_S)
+        self._exits.callback(self._drain_executions)
         self._exits.callback(self._reap_sandboxes)
         from functions.api.handler import lambda_handler as api_handler
 
@@ -221,16 +337,30 @@ class LocalStack:
 
     def _log_functions_to(self, path: Path) -> None:
         """The functions' own log lines go to a file, as Lambda's go to CloudWatch Logs: the
-        terminal (and ``--json``'s stdout) shows the build's log only."""
+        terminal (and ``--json``'s stdout) shows the build's log only.
+
+        Powertools' handler is pointed at the file; records of stdlib loggers under ``buildlogs``
+        (which would otherwise reach the terminal through logging's last-resort handler) are
+        written there too, in the same format, and kept from propagating further.
+        """
         from buildlogs.observability import logger
 
-        handler = logger.registered_handler
-        if not isinstance(handler, logging.StreamHandler):
-            return
         path.parent.mkdir(parents=True, exist_ok=True)
         file = self._exits.enter_context(path.open("a", encoding="utf-8"))
-        previous = handler.setStream(file)
-        self._exits.callback(handler.setStream, previous)
+        handler = logger.registered_handler
+        if isinstance(handler, logging.StreamHandler):
+            previous = handler.setStream(file)
+            self._exits.callback(handler.setStream, previous)
+        package = logging.getLogger("buildlogs")
+        self._exits.callback(setattr, package, "propagate", package.propagate)
+        package.propagate = False
+        if handler is not None and any(h is handler for h in package.handlers):
+            return  # POWERTOOLS_SERVICE_NAME=buildlogs: Powertools' own logger, already redirected
+        stdlib = logging.StreamHandler(file)
+        if handler is not None and handler.formatter is not None:
+            stdlib.setFormatter(handler.formatter)
+        package.addHandler(stdlib)
+        self._exits.callback(package.removeHandler, stdlib)
 
     def _lambda_environment(self, user: Settings) -> dict[str, str | None]:
         """What the stack sets on its functions, pointed at the local stores (STAGE: per task)."""
@@ -281,10 +411,31 @@ class LocalStack:
 
         asyncio.run(reap())
 
+    def _drain_executions(self) -> None:
+        """Let the interpreter's threads end before the mock goes; say so (in the functions' log) if
+        one did not: leaving the mock while it runs would let it call real AWS."""
+        if not wait_for_executions(EXECUTION_DRAIN_S):
+            from buildlogs.observability import logger
+
+            logger.warning(
+                "an execution was still running when the local stack stopped",
+                extra={"waited_s": EXECUTION_DRAIN_S},
+            )
+
     # -- builds ---------------------------------------------------------------------------------
 
     def submit(self, spec: BuildSpec) -> str:
-        """``POST /builds`` through the local API (the deployed API's code); the build id."""
+        """``POST /builds`` through the local API (the deployed API's code); the build id.
+
+        A client-chosen ``build_id`` whose log is already in Redis (an earlier run of the same
+        SPEC.json against the same ``REDIS_URL``) is refused with a ``ValueError``: the new build
+        would append to, and its followers replay, the old log.
+        """
+        if spec.build_id and self._log_exists(spec.build_id):
+            raise ValueError(
+                f"build {spec.build_id} already has a log in {redis_location(self._redis_url)}: "
+                "choose another build_id (or leave it out)"
+            )
         body = spec.model_dump_json(exclude_none=True).encode("utf-8")
         request = Request(  # noqa: S310 (our own http://127.0.0.1 API)
             f"{self.api_url}builds", data=body, method="POST", headers={"Content-Type": "application/json"}
@@ -293,22 +444,38 @@ class LocalStack:
             answer = json.loads(response.read())
         return validate_build_id(answer["build_id"])
 
-    def execution_arn(self, build_id: str) -> str:
-        prefix, _, name = self.state_machine_arn.rpartition(":stateMachine:")
-        return f"{prefix}:execution:{name}:{validate_build_id(build_id)}"
+    def _log_exists(self, build_id: str) -> bool:
+        from buildlogs import clients
+
+        async def exists() -> bool:
+            client = clients.create_redis()
+            try:
+                return bool(await client.exists(logs_key(build_id)))
+            finally:
+                await client.aclose()
+
+        return asyncio.run(exists())
 
     def describe(self, build_id: str) -> dict[str, Any]:
         assert self._sfn is not None
-        return dict(self._sfn.describe_execution(executionArn=self.execution_arn(build_id)))
+        return dict(self._sfn.describe_execution(executionArn=execution_arn(self.state_machine_arn, build_id)))
 
-    def wait(self, build_id: str) -> str:
-        """Block until the execution ends, archive it as EventBridge + the archiver would; its status."""
+    def wait(self, build_id: str, timeout: float | None = None) -> str:
+        """Block until the execution ends, archive it as EventBridge + the archiver would; its status.
+
+        A build already archived (by :meth:`cancel`) is not archived again. ``TimeoutError`` after
+        ``timeout`` seconds (default: the config's ``wait_timeout_s``).
+        """
+        limit = self.config.wait_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while True:
             described = self.describe(build_id)
             if described["status"] in TERMINAL:
                 break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"build {build_id} is still {described['status']} after {limit:g} s")
             time.sleep(POLL_INTERVAL_S)
-        self._archive(described)
+        self._archive_once(described, deadline)
         return str(described["status"])
 
     def cancel(self, build_id: str) -> None:
@@ -317,15 +484,86 @@ class LocalStack:
         In AWS the execution is ABORTED immediately while its running stage Lambda goes on; moto
         reports ABORTED only once the running task returns. So the status-change event is sent
         now, as AWS would: the archiver closes the log and reaps the sandbox (the running command
-        dies, the stage's late lines fall after ``end`` and are discarded, as in AWS).
+        dies, the stage's late lines fall after ``end`` and are discarded, as in AWS). The local
+        API's ``POST /builds/{id}/cancel`` comes here too.
         """
+        self._stop(build_id, error=None, cause=CANCEL_CAUSE)
+
+    def _stop_execution(self, arn: str, *, error: str | None = None, cause: str | None = None) -> Any:
+        """The API's StopExecution: :meth:`_stop` for an execution of this stack's state machine."""
+        build_id = arn.rpartition(":")[2]
+        try:
+            ours = execution_arn(self.state_machine_arn, build_id) == arn
+        except ValueError:
+            ours = False
+        if ours:
+            return self._stop(build_id, error=error, cause=cause)
         assert self._sfn is not None
+        return self._sfn.stop_execution(executionArn=arn, **_present(error=error, cause=cause))
+
+    def _stop(self, build_id: str, *, error: str | None, cause: str | None) -> Any:
+        assert self._sfn is not None
+        arn = execution_arn(self.state_machine_arn, build_id)
         self._cancelled.add(build_id)
-        self._sfn.stop_execution(executionArn=self.execution_arn(build_id), cause="cancelled from the local run")
-        described = self.describe(build_id)
-        if described["status"] not in TERMINAL:
-            described.update(status=ExecutionStatus.ABORTED.value, stopDate=datetime.now(UTC))
-        self._archive(described)
+        archival = self._claim_archival(build_id)  # before the stop: wait() must not archive it first
+        try:
+            response = self._sfn.stop_execution(executionArn=arn, **_present(error=error, cause=cause))
+        except BaseException:
+            if archival is not None:
+                self._release_archival(build_id, archival)
+            raise
+        if archival is not None:  # None: already archived (it had ended), or being archived
+            described = self.describe(build_id)
+            if described["status"] not in TERMINAL:
+                described.update(status=ExecutionStatus.ABORTED.value, stopDate=datetime.now(UTC))
+                described.update(_present(error=error, cause=cause))
+            self._run_archival(build_id, archival, described)
+        return response
+
+    # -- archival: once per build ---------------------------------------------------------------
+
+    def _claim_archival(self, build_id: str) -> _Archival | None:
+        with self._archive_lock:
+            if build_id in self._archivals:
+                return None
+            archival = self._archivals[build_id] = _Archival()
+            return archival
+
+    def _release_archival(self, build_id: str, archival: _Archival) -> None:
+        """A failed archival is forgotten, so a later :meth:`wait` tries again."""
+        with self._archive_lock:
+            if self._archivals.get(build_id) is archival:
+                del self._archivals[build_id]
+        archival.done.set()
+
+    def _run_archival(self, build_id: str, archival: _Archival, described: dict[str, Any]) -> None:
+        try:
+            self._archive(described)
+            archival.ok = True
+        finally:
+            if archival.ok:
+                archival.done.set()
+            else:
+                self._release_archival(build_id, archival)
+
+    def _archive_once(self, described: dict[str, Any], deadline: float) -> None:
+        """Archive an ended build unless that is done, or being done (then wait for it)."""
+        build_id = str(described["name"])
+        while True:
+            with self._archive_lock:
+                archival = self._archivals.get(build_id)
+                if archival is None:
+                    archival = self._archivals[build_id] = _Archival()
+                    mine = True
+                else:
+                    mine = False
+            if mine:
+                self._run_archival(build_id, archival, described)
+                return
+            if not archival.done.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the archival of build {build_id} did not finish in time")
+            if archival.ok:
+                return
 
     def _archive(self, described: dict[str, Any]) -> None:
         from functions.archiver.handler import lambda_handler as archiver_handler
@@ -347,8 +585,6 @@ class LocalStack:
                     shutil.copyfileobj(body, file)
 
 
-@contextlib.contextmanager
-def local_stack(config: LocalRunConfig | None = None) -> Iterator[LocalStack]:
-    """``with local_stack() as stack:`` — the same as ``with LocalStack(config) as stack:``."""
-    with LocalStack(config) as stack:
-        yield stack
+def _present(**values: str | None) -> dict[str, str]:
+    """The keyword arguments that have a value (boto3 refuses ``None``)."""
+    return {name: value for name, value in values.items() if value is not None}
