@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
+import boto3
 import pytest
 import redis as sync_redis
 from botocore.exceptions import ClientError
@@ -265,3 +266,25 @@ def test_an_execution_still_running_at_exit_is_reported_in_the_functions_log(
     # THEN the functions' log says so (the terminal shows build logs only)
     log = (tmp_path / ".buildlogs" / "functions.log").read_text()
     assert "an execution was still running when the local stack stopped" in log
+
+
+def test_with_real_buckets_the_stack_creates_no_bucket(
+    tmp_path: Path, redis_url: str, definition_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN both buckets set (real S3), but S3 kept in moto for the test (no network): what the
+    # stack would create would show up there
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SOURCES_BUCKET", "someone-elses-sources")
+    monkeypatch.setenv("LOG_ARCHIVE_BUCKET", "someone-elses-archive")
+    real_config = local_run.moto_config
+
+    def without_passthrough(sources: str, archive: str) -> Any:
+        config = real_config(sources, archive)
+        assert config["core"]["mock_credentials"] is False  # in real use: the caller's credentials
+        return {name: value for name, value in config.items() if name != "core"}
+
+    monkeypatch.setattr(local_run, "moto_config", without_passthrough)
+    config = LocalRunConfig(workdir=tmp_path / ".buildlogs", context=FAST_RETRIES, cache_dir=definition_cache)
+    # WHEN the stack starts THEN no bucket was created (a real bucket is never created nor replaced)
+    with LocalStack(config):
+        assert boto3.client("s3", region_name="us-east-1").list_buckets()["Buckets"] == []

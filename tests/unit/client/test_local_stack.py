@@ -1,5 +1,7 @@
 """LocalStack's start checks, without starting anything: moto's configuration, S3 buckets, Redis."""
 
+import json
+from datetime import UTC, datetime
 from io import StringIO
 from pathlib import Path
 
@@ -7,11 +9,19 @@ import pytest
 
 from buildlogs import clients
 from buildlogs.client.cli import LocalRun, main
-from buildlogs.client.local_run import LocalRunConfig, LocalStack, LocalStackError, moto_config, redacted_url
+from buildlogs.client.local_run import (
+    LocalRunConfig,
+    LocalStack,
+    LocalStackError,
+    moto_config,
+    redacted_url,
+    status_change_event,
+)
 from buildlogs.client.project import load_spec
 from tests.support.sandbox import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "hello-web"
+SAMPLE_EVENT = Path(__file__).resolve().parents[2] / "events" / "sfn-execution-status-change.json"
 
 
 def test_without_buckets_moto_runs_the_state_machine_and_keeps_its_own_s3_and_credentials() -> None:
@@ -105,3 +115,34 @@ def test_buildlogs_run_with_an_unreachable_redis_exits_3_with_the_reason_and_no_
 )
 def test_a_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
     assert redacted_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("status", "redrive", "reason"),
+    [
+        ("SUCCEEDED", "NOT_REDRIVABLE", "Execution is SUCCEEDED and cannot be redriven"),
+        ("FAILED", "REDRIVABLE", None),
+        ("ABORTED", "REDRIVABLE", None),
+    ],
+)
+def test_the_status_change_event_says_whether_the_execution_can_be_redriven(
+    status: str, redrive: str, reason: str | None
+) -> None:
+    # GIVEN an ended execution as moto describes it (no redrive fields)
+    arn = "arn:aws:states:us-east-1:123456789012:execution:buildlogs-local:b-1"
+    described = {
+        "executionArn": arn,
+        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:buildlogs-local",
+        "name": "b-1",
+        "status": status,
+        "startDate": datetime(2026, 1, 1, tzinfo=UTC),
+        "stopDate": datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        "input": "{}",
+    }
+    # WHEN the event is built THEN it has AWS's keys, and the redrive fields AWS would set
+    event = status_change_event(described)
+    sample = json.loads(SAMPLE_EVENT.read_text())
+    assert sorted(event) == sorted(sample)
+    assert sorted(event["detail"]) == sorted(sample["detail"])
+    assert (event["detail"]["redriveStatus"], event["detail"]["redriveStatusReason"]) == (redrive, reason)
+    assert (event["detail"]["startDate"], event["detail"]["stopDate"]) == (1767225600000, 1767225660000)
