@@ -111,6 +111,7 @@ def test_buildlogs_run_with_an_unreachable_redis_exits_3_with_the_reason_and_no_
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("rediss://default:s3cret@cache.example.com:6380/0", "rediss://default:***@cache.example.com:6380/0"),
         ("redis://:s3cret@localhost/1", "redis://:***@localhost/1"),
+        ("redis://:s3cret@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
     ],
 )
 def test_a_redis_url_is_shown_without_its_password(url: str, shown: str) -> None:
