@@ -310,7 +310,7 @@ class LocalStack:
         self._s3 = boto3.client("s3", region_name=REGION)
         self._bucket = user.sources_bucket or LOCAL_BUCKET
         self._archive_bucket = user.log_archive_bucket or LOCAL_BUCKET
-        if not real_s3:  # a real bucket is the user's: never created (nor touched) here
+        if not real_s3:  # real buckets are the user's: used, never created here
             self._s3.create_bucket(Bucket=LOCAL_BUCKET)
         self.state_machine_arn = self._sfn.create_state_machine(
             name=STATE_MACHINE_NAME, definition=definition, roleArn=ROLE_ARN, type="STANDARD"
