@@ -6,13 +6,13 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as sync_redis
 
+from buildlogs.client.local_api import LocalLambdaContext
 from buildlogs.errors import CommandFailed, InvalidInput, SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.pipeline.models import BuildSpec
@@ -27,14 +27,6 @@ SERVER = (
     "http.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
 )
 SECRET = "s3cr3t-token-value"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "buildlogs-stage"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:buildlogs-stage"
-    aws_request_id: str = "req-1"
 
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -58,7 +50,7 @@ def invoke(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
     def call(stage: str, event: dict[str, Any]) -> dict[str, Any]:
         monkeypatch.setenv("STAGE", stage)
         get_settings.cache_clear()
-        result = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+        result = lambda_handler(event, LocalLambdaContext("buildlogs-stage"))  # type: ignore[arg-type]
         if result.get("sandbox_id"):
             sandboxes.append(result["sandbox_id"])
         return result

@@ -3,12 +3,12 @@
 import asyncio
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis as sync_redis
 
+from buildlogs.client.local_api import LocalLambdaContext
 from buildlogs.errors import CommandFailed
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.pipeline.models import BuildSpec
@@ -22,14 +22,6 @@ SERVER = (
     "import http.server, os\n"
     "http.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
 )
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "buildlogs-stage"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:buildlogs-stage"
-    aws_request_id: str = "req-port"
 
 
 @pytest.fixture
@@ -88,7 +80,7 @@ def test_the_start_stage_fails_with_the_reason_when_the_port_is_in_use(
     def invoke(stage: str, event: dict[str, str]) -> dict[str, str]:
         monkeypatch.setenv("STAGE", stage)
         get_settings.cache_clear()
-        result: dict[str, str] = lambda_handler(event, FakeLambdaContext())
+        result: dict[str, str] = lambda_handler(event, LocalLambdaContext("buildlogs-stage"))
         return result
 
     state = invoke("scaffold", invoke("provision", state))
