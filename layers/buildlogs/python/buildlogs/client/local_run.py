@@ -550,19 +550,17 @@ class LocalStack:
         """Archive an ended build unless that is done, or being done (then wait for it)."""
         build_id = str(described["name"])
         while True:
-            with self._archive_lock:
-                archival = self._archivals.get(build_id)
-                if archival is None:
-                    archival = self._archivals[build_id] = _Archival()
-                    mine = True
-                else:
-                    mine = False
-            if mine:
-                self._run_archival(build_id, archival, described)
+            claimed = self._claim_archival(build_id)
+            if claimed is not None:
+                self._run_archival(build_id, claimed, described)
                 return
-            if not archival.done.wait(max(0.0, deadline - time.monotonic())):
+            with self._archive_lock:
+                pending = self._archivals.get(build_id)
+            if pending is None:  # released (failed) in between: claim it again
+                continue
+            if not pending.done.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"the archival of build {build_id} did not finish in time")
-            if archival.ok:
+            if pending.ok:
                 return
 
     def _archive(self, described: dict[str, Any]) -> None:
