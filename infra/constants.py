@@ -8,7 +8,7 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 LAYER_DIR: Final = ROOT / "layers" / "buildlogs"
-LAYER_PACKAGE_ROOT: Final = LAYER_DIR / "python"  # what `import buildlogs` needs on sys.path
+LAYER_PACKAGE_ROOT: Final = LAYER_DIR / "python"  # the layer's root (Lambda puts /opt/python on sys.path)
 LAYER_PACKAGE_DIR: Final = LAYER_PACKAGE_ROOT / "buildlogs"
 LAYER_REQUIREMENTS: Final = LAYER_DIR / "requirements.txt"
 BUILD_CACHE_DIR: Final = ROOT / ".build"  # git-ignored: the bundled layer, keyed by its inputs
