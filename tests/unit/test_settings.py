@@ -21,6 +21,7 @@ DEFAULTS = {
     "e2b_api_key_secret_arn": "",
     "e2b_api_key": "",
     "sandbox_runtime": "local",
+    "sandbox_keep_alive_seconds": 3600,
     "stage": "",
     "api_url": "",
 }
@@ -33,6 +34,7 @@ MINIMUMS = {
     "LOG_FLUSH_LINES": 1,
     "LOG_FLUSH_INTERVAL_MS": 0,
     "ARCHIVE_SWEEP_LOOKBACK_MINUTES": 1,
+    "SANDBOX_KEEP_ALIVE_SECONDS": 60,
 }
 
 VARIABLES = [str(field.validation_alias) for field in Settings.model_fields.values()]
@@ -72,6 +74,7 @@ def test_each_variable_sets_its_field() -> None:
         "E2B_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2b",
         "E2B_API_KEY": "e2b_key",
         "SANDBOX_RUNTIME": "e2b",
+        "SANDBOX_KEEP_ALIVE_SECONDS": "600",
         "STAGE": "install",
         "BUILDLOGS_API_URL": "https://api.example.com/prod",
     }
@@ -94,6 +97,7 @@ def test_each_variable_sets_its_field() -> None:
         "e2b_api_key_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2b",
         "e2b_api_key": "e2b_key",
         "sandbox_runtime": "e2b",
+        "sandbox_keep_alive_seconds": 600,
         "stage": "install",
         "api_url": "https://api.example.com/prod",
     }

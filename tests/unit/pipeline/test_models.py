@@ -132,3 +132,62 @@ def test_extra_state_keys_pass_through_to_the_next_state() -> None:
 def test_command_timeouts_stay_below_each_stage_lambda_timeout() -> None:
     for stage in STAGES:
         assert command_timeout_limit(stage.name) == stage.timeout_seconds - STAGE_OVERHEAD_SECONDS
+
+
+# -- iteration requests (issue 12) --------------------------------------------------------------
+
+EARLIER = spec(files={"app.py": "v1", "README.md": "r", "package.json": "{}"}, install="npm ci", env={"K": "v"})
+
+
+def test_an_iteration_request_needs_no_start_nor_port() -> None:
+    request = BuildSpec.model_validate({"iterate_from": "b-1", "files": {"app.py": "v2"}})
+    assert (request.start, request.port, request.is_iteration) == ("", 0, True)
+
+
+def test_a_first_build_still_needs_start_and_port_and_no_deleted() -> None:
+    with pytest.raises(ValidationError, match="start command is required"):
+        BuildSpec.model_validate({"port": 3000})
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        BuildSpec.model_validate({"start": "x"})
+    with pytest.raises(ValidationError, match="deleted is only for an iteration build"):
+        spec(deleted=["a"])
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a//b", ""])
+def test_deleted_paths_are_validated_like_files(path: str) -> None:
+    with pytest.raises(ValidationError, match="file path"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "deleted": [path]})
+
+
+def test_a_path_cannot_be_both_changed_and_deleted_nor_iterate_from_itself() -> None:
+    with pytest.raises(ValidationError, match="both in files and deleted"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "files": {"a": "x"}, "deleted": ["a"]})
+    with pytest.raises(ValidationError, match="cannot iterate from itself"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "build_id": "b-1"})
+
+
+def test_an_iteration_resolves_to_the_earlier_spec_with_its_changes() -> None:
+    # GIVEN a request changing one file, deleting one and changing the build command
+    request = BuildSpec.model_validate(
+        {"iterate_from": "b-1", "build_id": "b-2", "files": {"app.py": "v2"}, "deleted": ["README.md"], "build": "b"}
+    )
+    # WHEN it is resolved against the earlier build's spec
+    resolved = request.resolved_iteration(EARLIER)
+    # THEN files are the earlier ones with the changes, and what the request left out is inherited
+    assert resolved.files == {"app.py": "v2", "package.json": "{}"}
+    assert (resolved.start, resolved.port, resolved.install, resolved.build) == ("npm run dev", 3000, "npm ci", "b")
+    assert (resolved.env, resolved.build_id, resolved.iterate_from, resolved.deleted) == (
+        {"K": "v"},
+        "b-2",
+        "b-1",
+        ["README.md"],
+    )
+
+
+def test_an_iteration_that_does_not_apply_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a file of build b-1"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "deleted": ["nope.txt"]}).resolved_iteration(EARLIER)
+    with pytest.raises(ValueError, match="template cannot change"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "template": "other"}).resolved_iteration(EARLIER)
+    with pytest.raises(ValueError, match="not an iteration request"):
+        EARLIER.resolved_iteration(EARLIER)

@@ -106,7 +106,7 @@ def test_a_stage_s_own_build_failed_still_fails_it() -> None:
 
 
 def test_stage_statuses_serialise_as_the_api_s_lowercase_words() -> None:
-    assert [status.value for status in StageStatus] == ["running", "succeeded", "failed", "interrupted"]
+    assert [status.value for status in StageStatus] == ["running", "succeeded", "failed", "interrupted", "skipped"]
     state = _fed({"source": "system", "phase": "build", "event": "stage_start", "ts": 1}).state()
     assert orjson.loads(orjson.dumps(state))["stages"][0]["status"] == "running"
 

@@ -70,6 +70,33 @@ def spec_key(build_id: str) -> str:
     return f"sources/{validate_build_id(build_id)}/spec.json"
 
 
+# -- a sandbox's keys (issue 12): its own hash tag, never in a pipeline with a build's keys --------
+
+_SANDBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def validate_sandbox_id(sandbox_id: object) -> str:
+    """Return ``sandbox_id`` if it may reach a Redis key (E2B ids and ``local-…`` ids both fit)."""
+    if not isinstance(sandbox_id, str) or not _SANDBOX_ID.fullmatch(sandbox_id):
+        raise ValueError(f"invalid sandbox id {str(sandbox_id)[:80]!r}")
+    return sandbox_id
+
+
+def sandbox_key(sandbox_id: str) -> str:
+    """The sandbox's lifetime record: expiry, the build it serves, its dev server, its install."""
+    return f"sandbox:{{{validate_sandbox_id(sandbox_id)}}}:state"
+
+
+def sandbox_files_key(sandbox_id: str) -> str:
+    """Path → content hash of the project files in the sandbox now (Scaffold writes only changes)."""
+    return f"sandbox:{{{validate_sandbox_id(sandbox_id)}}}:files"
+
+
+def sandbox_lease_key(sandbox_id: str) -> str:
+    """The iteration lease: the build id of the one iteration running in the sandbox."""
+    return f"sandbox:{{{validate_sandbox_id(sandbox_id)}}}:lease"
+
+
 def entry_id_key(entry_id: str | bytes) -> tuple[int, int]:
     """A stream entry id as a sortable ``(ms, seq)`` pair."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     e2b_api_key_secret_arn: str = Field("", validation_alias="E2B_API_KEY_SECRET_ARN")
     e2b_api_key: str = Field("", validation_alias="E2B_API_KEY")
     sandbox_runtime: Literal["e2b", "local"] = Field("local", validation_alias="SANDBOX_RUNTIME")
+    # How long a sandbox is kept after its last build started (E2B's timeout, extended by each iteration).
+    sandbox_keep_alive_seconds: int = Field(3600, ge=60, validation_alias="SANDBOX_KEEP_ALIVE_SECONDS")
     stage: str = Field("", validation_alias="STAGE")  # the stage a stage Lambda runs (its function's STAGE)
     api_url: str = Field("", validation_alias="BUILDLOGS_API_URL")  # the CLI's API root (--api overrides it)
 

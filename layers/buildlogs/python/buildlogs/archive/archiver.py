@@ -26,6 +26,7 @@ from buildlogs.archive.upload import DEFAULT_PART_SIZE, StreamingUpload
 from buildlogs.clients import is_not_found
 from buildlogs.keys import MetaField, archive_key, entry_id_key, logs_key, meta_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
+from buildlogs.pipeline import lifetime
 from buildlogs.settings import get_settings
 from buildlogs.statuses import TERMINAL, UNCAUGHT
 from buildlogs.stream.entries import entry_record
@@ -108,10 +109,9 @@ async def archive_logs(
                 await asyncio.to_thread(ensure_index, s3, bucket, build_id)  # its index write may have failed
                 return existing
         snapshot = await _close_stream(redis, key, status, build_id)
-        if status in UNCAUGHT:
-            # After end, not before: the killed command's late failure report then falls after
-            # end and is discarded — the log says BUILD ABORTED/TIMED_OUT, not a misleading exit 137.
-            await _reap_sandbox(redis, mkey, build_id, kill_sandbox)
+        # After end, not before: the killed command's late failure report then falls after
+        # end and is discarded — the log says BUILD ABORTED/TIMED_OUT, not a misleading exit 137.
+        await _end_sandbox_use(redis, mkey, build_id, kill_sandbox if status in UNCAUGHT else None, status)
         if not bucket:
             logger.info(
                 "LOG_ARCHIVE_BUCKET is empty: archival skipped, the stream keeps no TTL",
@@ -160,18 +160,27 @@ async def head_archive(s3: "S3Client", bucket: str, key: str) -> ArchiveResult |
     )
 
 
-async def _reap_sandbox(
-    redis: "Redis | RedisCluster", mkey: str, build_id: str, kill_sandbox: KillSandbox | None
+async def _end_sandbox_use(
+    redis: "Redis | RedisCluster", mkey: str, build_id: str, kill_sandbox: KillSandbox | None, status: str
 ) -> None:
-    """Kill the sandbox recorded in the meta hash — best effort: nothing here fails archival."""
+    """The build is over: give back its iteration lease; an uncaught run (TIMED_OUT/ABORTED) also reaps
+    its sandbox, unless a succeeded build still serves from it (issue 12's lifetime rule). Best effort."""
     try:
         sandbox_id = _text(await redis.hget(mkey, MetaField.SANDBOX_ID))
         if not sandbox_id:
+            return
+        await lifetime.release_lease(redis, sandbox_id, build_id)
+        if status not in UNCAUGHT:
+            return
+        allowed, state = await lifetime.may_kill(redis, sandbox_id, build_id)
+        if not allowed:
+            logger.info("sandbox kept: a succeeded build serves from it", extra={"serving": state.serving})
             return
         if kill_sandbox is None:
             # Imported only when a sandbox is to be killed: the archiver never loads e2b otherwise.
             kill_sandbox = importlib.import_module("buildlogs.pipeline.sandbox").kill_sandbox
         await asyncio.wait_for(kill_sandbox(sandbox_id), KILL_TIMEOUT_SECONDS)
+        await lifetime.record_killed(redis, sandbox_id)
         logger.info("sandbox killed", extra={"build_id": build_id, "sandbox_id": sandbox_id})
     except Exception as exc:
         logger.warning("could not kill the sandbox", extra={"build_id": build_id, "error": repr(exc)})

@@ -49,6 +49,7 @@ _STAGE_STATUS: dict[str, tuple[str, str]] = {
     StageStatus.FAILED.value: ("✗", "red"),
     StageStatus.RUNNING.value: ("…", "cyan"),
     StageStatus.INTERRUPTED.value: ("■", "yellow"),
+    StageStatus.SKIPPED.value: ("–", "dim"),
 }
 
 

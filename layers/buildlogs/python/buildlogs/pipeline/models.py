@@ -4,7 +4,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from buildlogs.keys import validate_build_id
 from buildlogs.pipeline.stages import STAGES, get_stage, require_every_stage
@@ -40,25 +40,40 @@ class BuildSpec(BaseModel):
     """The request body of ``POST /builds``: what to write into the sandbox and what to run.
 
     ``env`` values are secrets: they reach the commands' environment and are masked in logs.
+
+    An iteration build (``iterate_from``: an earlier SUCCEEDED build) sends only what changed:
+    ``files`` changed or added, ``deleted`` paths, and any field it changes (``start`` and ``port``
+    are then optional); the API stores the resolved spec (the earlier build's, with the changes).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     build_id: str | None = None
+    iterate_from: str | None = None
     template: str = "base"
     files: dict[str, str] = Field(default_factory=dict)
+    deleted: list[str] = Field(default_factory=list)
     install: str | None = None
     build: str | None = None
-    start: str
-    port: int = Field(ge=1, le=65535)
+    start: str = Field("", validate_default=True)  # required unless iterate_from
+    port: int = Field(0, le=65535, validate_default=True)  # 1-65535; left out (0) only in an iteration request
     healthcheck_path: str = "/"
     env: dict[str, str] = Field(default_factory=dict)
     timeouts: dict[str, int] = Field(default_factory=dict)
 
-    @field_validator("build_id")
+    @field_validator("build_id", "iterate_from")
     @classmethod
     def _build_id(cls, value: str | None) -> str | None:
         return None if value is None else validate_build_id(value)
+
+    @field_validator("deleted")
+    @classmethod
+    def _deleted(cls, paths: list[str]) -> list[str]:
+        if len(paths) > MAX_FILES:
+            raise ValueError(f"at most {MAX_FILES} deleted paths, got {len(paths)}")
+        for path in paths:
+            _check_relative_path(path)
+        return paths
 
     @field_validator("template")
     @classmethod
@@ -83,7 +98,7 @@ class BuildSpec(BaseModel):
             raise ValueError(f"files total {total} bytes; the limit is {MAX_TOTAL_FILE_BYTES}")
         return files
 
-    @field_validator("install", "build", "start")
+    @field_validator("install", "build")
     @classmethod
     def _command(cls, value: str | None) -> str | None:
         if value is None:
@@ -95,10 +110,72 @@ class BuildSpec(BaseModel):
 
     @field_validator("start")
     @classmethod
-    def _start_required(cls, value: str | None) -> str:
-        if not value:
+    def _start(cls, value: str, info: ValidationInfo) -> str:
+        """Required, except in an iteration request (then the earlier build's)."""
+        value = cls._command(value) or ""
+        if not value and info.data.get("iterate_from") is None:
             raise ValueError("start command is required")
         return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int, info: ValidationInfo) -> int:
+        """1-65535; left out (0) only in an iteration request (then the earlier build's)."""
+        iteration = info.data.get("iterate_from") is not None
+        if not (value >= 1 or (iteration and value == 0)):
+            raise ValueError("Input should be greater than or equal to 1")
+        return value
+
+    @field_validator("deleted")
+    @classmethod
+    def _deleted_only_in_iterations(cls, paths: list[str], info: ValidationInfo) -> list[str]:
+        if paths and info.data.get("iterate_from") is None:
+            raise ValueError("deleted is only for an iteration build (with iterate_from)")
+        return paths
+
+    @model_validator(mode="after")
+    def _iteration_consistent(self) -> "BuildSpec":
+        both = sorted(set(self.deleted) & set(self.files))
+        if both:
+            raise ValueError(f"a path cannot be both in files and deleted: {both[0][:80]!r}")
+        if self.iterate_from is not None and self.iterate_from == self.build_id:
+            raise ValueError("a build cannot iterate from itself")
+        return self
+
+    @property
+    def is_iteration(self) -> bool:
+        return self.iterate_from is not None
+
+    def resolved_iteration(self, earlier: "BuildSpec") -> "BuildSpec":
+        """The spec an iteration request stands for: ``earlier``'s with this request's changes.
+
+        ``files`` are the earlier build's less ``deleted`` plus the changed ones; every other field
+        the request set replaces the earlier one (``build_id`` is this request's own). The result
+        is validated as a whole (the limits apply to the whole project), ``ValueError`` if not.
+        """
+        if self.iterate_from is None:
+            raise ValueError("not an iteration request")
+        if "template" in self.model_fields_set and self.template != earlier.template:
+            raise ValueError("template cannot change in an iteration build (the sandbox is the earlier build's)")
+        unknown = sorted(path for path in self.deleted if path not in earlier.files)
+        if unknown:
+            raise ValueError(f"deleted: {unknown[0][:80]!r} is not a file of build {self.iterate_from}")
+        files = {path: text for path, text in earlier.files.items() if path not in set(self.deleted)}
+        files.update(self.files)
+        inherited = {"build_id", "iterate_from", "files", "deleted"}
+        changes = {name: getattr(self, name) for name in self.model_fields_set - inherited}
+        merged = {
+            **earlier.model_dump(exclude={"build_id", "iterate_from", "deleted"}),
+            **changes,
+            "files": files,
+            "deleted": list(self.deleted),
+            "build_id": self.build_id,
+            "iterate_from": self.iterate_from,
+        }
+        resolved = BuildSpec.model_validate(merged)
+        if not resolved.start or resolved.port < 1:
+            raise ValueError("an iteration needs a start command and a port 1-65535 (its own or the earlier build's)")
+        return resolved
 
     @field_validator("healthcheck_path")
     @classmethod
@@ -136,6 +213,7 @@ class BuildSpec(BaseModel):
         texts: list[tuple[str, str | None]] = [
             ("template", self.template),
             ("start", self.start),
+            *(("deleted", path) for path in self.deleted),
             ("install", self.install),
             ("build", self.build),
             ("healthcheck_path", self.healthcheck_path),
@@ -181,6 +259,8 @@ class ExecutionState(BaseModel):
     spec_ref: str = Field(min_length=1, max_length=1024)
     sandbox_id: str | None = Field(default=None, min_length=1, max_length=128)
     preview_url: str | None = Field(default=None, max_length=2048)
+    # An iteration build: the earlier build whose sandbox (``sandbox_id`` from the start) it reuses.
+    iterate_from: str | None = None
 
     @field_validator("build_id")
     @classmethod

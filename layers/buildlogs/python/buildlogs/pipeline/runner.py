@@ -117,7 +117,7 @@ async def _run(
         if stage == CLEANUP.name:
             await _report_unreported_failure(ctx)
         changes = await STEPS[stage](ctx)
-        await streamer.end_stage(exit_code=0)
+        await streamer.end_stage(exit_code=0, **({"skipped": True} if ctx.skipped else {}))
         output = STAGE_OUTPUTS[stage].model_validate(state.updated(**changes))
         metrics.add_metric(name="StageSucceeded", unit=MetricUnit.Count, value=1)
         logger.info("stage succeeded", extra={"duration_ms": int((time.monotonic() - started) * 1000)})

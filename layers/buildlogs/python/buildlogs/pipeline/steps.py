@@ -5,24 +5,29 @@ and returns the changes to the execution state; a failure raises a typed ``Build
 """
 
 import asyncio
+import contextlib
+import json
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from buildlogs.errors import CommandFailed
+from buildlogs import keys
+from buildlogs.errors import CommandFailed, InvalidInput
 from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger
+from buildlogs.pipeline import lifetime
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
 from buildlogs.pipeline.sandbox import create_runtime
-from buildlogs.pipeline.sandbox.protocol import SandboxRuntime, require_success
-from buildlogs.pipeline.stages import STAGES, require_every_stage
+from buildlogs.pipeline.sandbox.protocol import PORT_POLL_INTERVAL_S, SandboxRuntime, require_success
+from buildlogs.pipeline.stages import STAGES, get_stage, require_every_stage
 from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
 
@@ -30,6 +35,7 @@ HEALTH_POLL_INTERVAL_S = 0.5
 HEALTH_REQUEST_TIMEOUT_S = 5.0
 # Healthy: 2xx and 3xx. A 4xx fails at once; 5xx (and no answer) are retried until the timeout.
 HTTP_OK_MIN, HTTP_OK_END, HTTP_RETRYABLE_MIN = 200, 400, 500
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -43,6 +49,7 @@ class StageContext:
     settings: Settings
     runtime_factory: Callable[..., SandboxRuntime] = create_runtime
     runtime: SandboxRuntime | None = None  # the sandbox, once a step has started it
+    skipped: bool = False  # the step decided there was nothing to do (its stage_end says skipped)
 
     async def sandbox(self) -> SandboxRuntime:
         """The build's sandbox, reconnected by its id (created only by provision)."""
@@ -58,11 +65,22 @@ class StageContext:
 
 
 async def provision(ctx: StageContext) -> dict[str, Any]:
-    """Create the sandbox and its work directory; record its id so the archiver can reap it."""
+    """Create the sandbox (an iteration: reconnect to the earlier build's and extend its life); record its id
+    so the archiver can reap it, and until when it is kept."""
     build_id = ctx.state.build_id
-    runtime = ctx.runtime_factory(ctx.settings, template=ctx.spec.template, build_id=build_id)
-    await runtime.start()
-    ctx.runtime = runtime
+    keep = ctx.settings.sandbox_keep_alive_seconds
+    if ctx.state.sandbox_id is not None:
+        if not ctx.spec.is_iteration:
+            raise InvalidInput("a sandbox_id in the execution input is only for an iteration build")
+        runtime = ctx.runtime_factory(ctx.settings, sandbox_id=ctx.state.sandbox_id, template=ctx.spec.template)
+        await runtime.start()  # E2B: AsyncSandbox.connect(sandbox_id)
+        ctx.runtime = runtime
+        await runtime.extend(keep)  # E2B: set_timeout
+    else:
+        runtime = ctx.runtime_factory(ctx.settings, template=ctx.spec.template, build_id=build_id)
+        await runtime.start()
+        ctx.runtime = runtime
+    expires_at = time.time() + keep
     # Outlives any run (the stages' timeouts) plus the stream's TTL; the archiver expires it with the stream.
     ttl = sum(stage.timeout_seconds for stage in STAGES) + ctx.settings.log_stream_ttl_seconds
     try:
@@ -70,19 +88,82 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
         pipe.hset(meta_key(build_id), MetaField.SANDBOX_ID, runtime.sandbox_id)
         pipe.expire(meta_key(build_id), ttl)
         await pipe.execute()
+        await lifetime.record_kept(ctx.redis, runtime.sandbox_id, expires_at, ctx.settings.log_stream_ttl_seconds)
     except (RedisError, OSError) as exc:  # a Redis outage never fails a build; the id still travels in the state
         logger.warning("could not record the sandbox id for the archiver", extra={"error": repr(exc)[:300]})
-    await ctx.streamer.write_event(f"Sandbox {runtime.sandbox_id} ready (template {ctx.spec.template})")
+    until = _iso(expires_at)
+    if ctx.spec.is_iteration:
+        await ctx.streamer.write_event(
+            f"Reconnected to sandbox {runtime.sandbox_id} of build {ctx.spec.iterate_from} "
+            f"(iteration build; kept until {until})",
+            sandbox_expires_at=until,
+        )
+    else:
+        await ctx.streamer.write_event(
+            f"Sandbox {runtime.sandbox_id} ready (template {ctx.spec.template}; kept until {until})",
+            sandbox_expires_at=until,
+        )
     return {"sandbox_id": runtime.sandbox_id}
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+async def _recorded(ctx: StageContext, read: Callable[[], Awaitable[_T]]) -> _T | None:
+    """A read of the sandbox's record; ``None`` when Redis does not answer (the stage does everything)."""
+    try:
+        return await read()
+    except (RedisError, OSError) as exc:
+        logger.warning("could not read the sandbox record", extra={"error": repr(exc)[:300]})
+        return None
+
+
+async def _record(ctx: StageContext, write: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await write()
+    except (RedisError, OSError) as exc:  # bookkeeping: the next iteration does more work, nothing fails
+        logger.warning("could not update the sandbox record", extra={"error": repr(exc)[:300]})
+
+
 async def scaffold(ctx: StageContext) -> dict[str, Any]:
-    """Write the spec's files into the sandbox's work directory."""
+    """Write the spec's files into the sandbox's work directory; an iteration writes and deletes only
+    what differs from the files on the sandbox's disk (as recorded)."""
     runtime = await ctx.sandbox()
-    await runtime.write_files(ctx.spec.files)
-    for path, text in sorted(ctx.spec.files.items()):
-        await ctx.streamer.write_event(f"  + {path} ({len(text.encode('utf-8', 'surrogatepass'))} bytes)")
-    await ctx.streamer.write_event(f"Wrote {len(ctx.spec.files)} files to {runtime.workspace}")
+    files = ctx.spec.files
+    before = None
+    if ctx.spec.is_iteration:
+        before = await _recorded(ctx, lambda: lifetime.file_hashes(ctx.redis, runtime.sandbox_id))
+        if before is None:
+            await ctx.streamer.write_event("No record of the sandbox's files: writing every file")
+    if before is None:
+        await runtime.write_files(files)
+        for path, text in sorted(files.items()):
+            await ctx.streamer.write_event(f"  + {path} ({_size(text)} bytes)")
+        await _record(ctx, lambda: lifetime.record_files(ctx.redis, runtime.sandbox_id, files, (), replace=True))
+        await ctx.streamer.write_event(f"Wrote {len(files)} files to {runtime.workspace}")
+        return {}
+    changed = {path: text for path, text in files.items() if before.get(path) != lifetime.content_hash(text)}
+    deleted = sorted(path for path in before if path not in files)
+    await runtime.write_files(changed)
+    await runtime.remove_files(deleted)
+    for path, text in sorted(changed.items()):
+        mark = "~" if path in before else "+"
+        await ctx.streamer.write_event(f"  {mark} {path} ({_size(text)} bytes)")
+    for path in deleted:
+        await ctx.streamer.write_event(f"  - {path}")
+    await _record(ctx, lambda: lifetime.record_files(ctx.redis, runtime.sandbox_id, changed, deleted, replace=False))
+    unchanged = len(files) - len(changed)
+    await ctx.streamer.write_event(
+        f"Iteration: wrote {len(changed)} changed files, deleted {len(deleted)} ({unchanged} unchanged) "
+        f"in {runtime.workspace}",
+        written=len(changed),
+        deleted=len(deleted),
+    )
     return {}
 
 
@@ -101,7 +182,23 @@ async def _run(ctx: StageContext, stage: str, command: str | None, what: str) ->
 
 
 async def install(ctx: StageContext) -> dict[str, Any]:
-    return await _run(ctx, "install", ctx.spec.install, "install")
+    """Install; an iteration skips it unless a dependency manifest or the install command changed."""
+    fingerprint = lifetime.install_fingerprint(ctx.spec.install, ctx.spec.files)
+    runtime = await ctx.sandbox()
+    if ctx.spec.is_iteration:
+        state = await _recorded(ctx, lambda: lifetime.read_state(ctx.redis, runtime.sandbox_id))
+        reasons = lifetime.install_changes(state.install if state else None, fingerprint)
+        if not reasons:
+            await ctx.streamer.write_event(f"--- {get_stage('install').label}: skipped (no manifest changed) ---")
+            ctx.skipped = True
+            return {}
+        await ctx.streamer.write_event(f"Installing again: {', '.join(reasons)}")
+    changes = await _run(ctx, "install", ctx.spec.install, "install")
+    recorded = json.dumps(fingerprint, sort_keys=True)
+    await _record(
+        ctx, lambda: lifetime.record_fields(ctx.redis, runtime.sandbox_id, {lifetime.SandboxField.INSTALL: recorded})
+    )
+    return changes
 
 
 async def build(ctx: StageContext) -> dict[str, Any]:
@@ -109,11 +206,28 @@ async def build(ctx: StageContext) -> dict[str, Any]:
 
 
 async def start(ctx: StageContext) -> dict[str, Any]:
-    """Start the dev server in the background (the files are already there) and wait until its port answers."""
+    """Start the dev server in the background (the files are already there) and wait until its port answers.
+
+    An iteration first stops the dev server running in the sandbox (by its recorded pid): Build has
+    passed by now, so a failed iteration before this point leaves the earlier preview up.
+    """
     runtime = await ctx.sandbox()
     port = ctx.spec.port
+    if ctx.spec.is_iteration:
+        state = await _recorded(ctx, lambda: lifetime.read_state(ctx.redis, runtime.sandbox_id))
+        if state is not None and state.server_pid is not None:
+            await ctx.streamer.write_event(
+                f"Stopping the dev server of build {state.server_build or '?'} (pid {state.server_pid})"
+            )
+            with contextlib.suppress(ValueError):  # not a process of this sandbox any more: nothing to stop
+                await runtime.stop_process(state.server_pid)
+            await _record(
+                ctx,
+                lambda: ctx.redis.hdel(keys.sandbox_key(runtime.sandbox_id), lifetime.SandboxField.SERVER_PID),
+            )
+            await _wait_for_port_closed(runtime, port, ctx.spec.timeout_for("start"))
     await ctx.streamer.write_event(f"$ {ctx.spec.start}")
-    await runtime.start_dev_server(
+    process = await runtime.start_dev_server(
         "",
         {},
         ctx.streamer.on_stdout,
@@ -123,9 +237,23 @@ async def start(ctx: StageContext) -> dict[str, Any]:
         envs={"PORT": str(port), **ctx.env},
         timeout=ctx.spec.timeout_for("start"),
     )
+    server = {
+        lifetime.SandboxField.SERVER_PID: str(process.pid),
+        lifetime.SandboxField.SERVER_BUILD: ctx.state.build_id,
+    }
+    await _record(ctx, lambda: lifetime.record_fields(ctx.redis, runtime.sandbox_id, server))
     url = runtime.preview_url(port)
     await ctx.streamer.write_event(f"Dev server listening on port {port}: {url}", preview_url=url)
     return {"preview_url": url}
+
+
+async def _wait_for_port_closed(runtime: SandboxRuntime, port: int, timeout: float) -> None:  # noqa: ASYNC109
+    """The stopped server's port is free again (or ``CommandFailed`` after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while await runtime.port_open(port):
+        if time.monotonic() >= deadline:
+            raise CommandFailed(f"the earlier dev server still holds port {port} after {timeout:g}s")
+        await asyncio.sleep(PORT_POLL_INTERVAL_S)
 
 
 async def healthcheck(ctx: StageContext) -> dict[str, Any]:
@@ -147,6 +275,7 @@ async def healthcheck(ctx: StageContext) -> dict[str, Any]:
                 f"GET {ctx.spec.healthcheck_path} -> {status} {reason} ({elapsed_ms} ms)", status_code=status
             )
             if HTTP_OK_MIN <= status < HTTP_OK_END:
+                await _now_serving(ctx)
                 return {}
             last = f"HTTP {status}"
             if status < HTTP_RETRYABLE_MIN:  # a 4xx will not change by asking again
@@ -156,6 +285,16 @@ async def healthcheck(ctx: StageContext) -> dict[str, Any]:
         if time.monotonic() + HEALTH_POLL_INTERVAL_S > deadline:
             raise CommandFailed(f"health check GET {ctx.spec.healthcheck_path} failed within {timeout}s: {last}")
         await asyncio.sleep(HEALTH_POLL_INTERVAL_S)
+
+
+async def _now_serving(ctx: StageContext) -> None:
+    """The build passed: its sandbox serves its preview; an iteration gives the sandbox's lease back."""
+    sandbox_id = ctx.state.sandbox_id
+    if not sandbox_id:
+        return
+    build_id = ctx.state.build_id
+    await _record(ctx, lambda: lifetime.record_fields(ctx.redis, sandbox_id, {lifetime.SandboxField.SERVING: build_id}))
+    await _record(ctx, lambda: lifetime.release_lease(ctx.redis, sandbox_id, build_id))
 
 
 def _http_get_status(url: str) -> tuple[int | None, str]:
@@ -173,13 +312,26 @@ def _http_get_status(url: str) -> tuple[int | None, str]:
 
 
 async def cleanup(ctx: StageContext) -> dict[str, Any]:
-    """Kill the sandbox (runs after any failure); a run that never got one has nothing to do."""
-    if not ctx.state.sandbox_id:
+    """Kill the sandbox (runs after any failure) unless a succeeded build still serves from it (a failed
+    iteration leaves the earlier build's sandbox and preview); a run that never got one has nothing to do."""
+    sandbox_id = ctx.state.sandbox_id
+    if not sandbox_id:
         await ctx.streamer.write_event("No sandbox to clean up")
         return {}
-    runtime = ctx.runtime_factory(ctx.settings, sandbox_id=ctx.state.sandbox_id, template=ctx.spec.template)
+    build_id = ctx.state.build_id
+    await _record(ctx, lambda: lifetime.release_lease(ctx.redis, sandbox_id, build_id))
+    decision = await _recorded(ctx, lambda: lifetime.may_kill(ctx.redis, sandbox_id, build_id))
+    if decision is not None and not decision[0]:
+        state = decision[1]
+        until = _iso(state.expires_at) if state.expires_at is not None else "?"
+        await ctx.streamer.write_event(
+            f"Sandbox {sandbox_id} kept: build {state.serving} still serves from it (until {until})"
+        )
+        return {}
+    runtime = ctx.runtime_factory(ctx.settings, sandbox_id=sandbox_id, template=ctx.spec.template)
     await runtime.kill()
-    await ctx.streamer.write_event(f"Sandbox {ctx.state.sandbox_id} killed")
+    await _record(ctx, lambda: lifetime.record_killed(ctx.redis, sandbox_id))
+    await ctx.streamer.write_event(f"Sandbox {sandbox_id} killed")
     return {}
 
 

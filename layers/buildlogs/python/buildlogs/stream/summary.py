@@ -21,6 +21,8 @@ class StageStatus(StrEnum):
     FAILED = "failed"
     # Never ended: the build was aborted or timed out in it, or ended without its stage_end.
     INTERRUPTED = "interrupted"
+    # Nothing to do (an iteration's Install with no manifest changed): stage_end says skipped.
+    SKIPPED = "skipped"
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class Summariser:
             stage.exit_code = int_or_none(record.get("exit_code"))
             if stage.status not in (StageStatus.FAILED, StageStatus.INTERRUPTED):
                 stage.status = StageStatus.SUCCEEDED if stage.exit_code in (None, 0) else StageStatus.FAILED
+                if stage.status == StageStatus.SUCCEEDED and str(record.get("skipped")).lower() == "true":
+                    stage.status = StageStatus.SKIPPED
         else:
             stage.status = StageStatus.FAILED
 

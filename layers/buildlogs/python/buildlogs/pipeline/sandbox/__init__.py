@@ -46,7 +46,13 @@ def create_runtime(
     from buildlogs.pipeline.sandbox.e2b import E2BSandboxRuntime, resolve_api_key
 
     metadata = {"build_id": build_id} if build_id else None
-    return E2BSandboxRuntime(sandbox_id, template=template, api_key=resolve_api_key(settings), metadata=metadata)
+    return E2BSandboxRuntime(
+        sandbox_id,
+        template=template,
+        api_key=resolve_api_key(settings),
+        metadata=metadata,
+        lifetime_seconds=settings.sandbox_keep_alive_seconds,
+    )
 
 
 async def kill_sandbox(sandbox_id: str, settings: Settings | None = None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from e2b import AsyncSandbox
-from e2b.exceptions import SandboxException
+from e2b.exceptions import NotFoundException, SandboxException
 from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 
@@ -230,6 +230,30 @@ class E2BSandboxRuntime(DevServerMixin):
         except SandboxException as exc:
             raise SandboxUnavailable(f"could not write files into the sandbox: {exc}") from exc
         return [info.path for info in written]
+
+    async def remove_files(self, paths: list[str]) -> None:
+        for name in paths:
+            path = name if name.startswith("/") else f"{self._workdir.rstrip('/')}/{name}"
+            try:
+                await self._sbx.files.remove(path)
+            except NotFoundException:
+                continue
+            except SandboxException as exc:
+                raise SandboxUnavailable(f"could not delete {name[:80]} in the sandbox: {exc}") from exc
+
+    async def stop_process(self, pid: int) -> None:
+        """SIGKILL the process (envd signals its process group); gone already is fine."""
+        try:
+            await self._sbx.commands.kill(pid)
+        except SandboxException as exc:
+            raise SandboxUnavailable(f"could not stop process {pid} in the sandbox: {exc}") from exc
+
+    async def extend(self, seconds: int) -> None:
+        """``set_timeout``: E2B keeps the sandbox ``seconds`` from now (instead of its earlier deadline)."""
+        try:
+            await self._sbx.set_timeout(seconds)
+        except SandboxException as exc:
+            raise SandboxUnavailable(f"could not extend sandbox {self.sandbox_id}: {exc}") from exc
 
     def preview_url(self, port: int) -> str:
         scheme = "http" if self._sbx.connection_config.debug else "https"

@@ -353,6 +353,23 @@ class LocalSandboxRuntime(DevServerMixin):
         """Write text files (paths relative to the workspace, or absolute inside it)."""
         return await asyncio.to_thread(_write_files, Path(self.workspace), files)
 
+    async def remove_files(self, paths: list[str]) -> None:
+        await asyncio.to_thread(_remove_files, Path(self.workspace), paths)
+
+    async def stop_process(self, pid: int) -> None:
+        """Kill the process group of a background command of this sandbox (never any other pid)."""
+        pids = self._meta_dir / "pids"
+        started = pids.read_text().split() if pids.exists() else []
+        if str(pid) not in started:
+            raise ValueError(f"process {pid} was not started in sandbox {self.sandbox_id}")
+        await _kill_group(pid)
+        for process in self._background:
+            if process.pid == pid:
+                await process.detach()
+
+    async def extend(self, seconds: int) -> None:
+        """Nothing to do: a local sandbox lives until it is killed (the local run reaps it at exit)."""
+
     def preview_url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
 
@@ -383,6 +400,15 @@ def _write_files(workspace: Path, files: Mapping[str, str]) -> list[str]:
         target.write_text(text, encoding="utf-8")
         written.append(str(target))
     return written
+
+
+def _remove_files(workspace: Path, paths: list[str]) -> None:
+    root = workspace.resolve()
+    for name in paths:
+        target = (root / name).resolve()
+        if not target.is_relative_to(root) or target == root:
+            raise ValueError(f"refusing to delete outside the workspace: {name[:80]!r}")
+        target.unlink(missing_ok=True)
 
 
 async def _pump(stream: asyncio.StreamReader | None, collector: _Collector) -> None:

@@ -138,6 +138,15 @@ class SandboxRuntime(Protocol):
     async def write_files(self, files: Mapping[str, str]) -> list[str]:
         """Write text files; relative paths are under the workspace. Returns the absolute paths."""
 
+    async def remove_files(self, paths: list[str]) -> None:
+        """Delete files (relative paths are under the workspace); a missing one is no error."""
+
+    async def stop_process(self, pid: int) -> None:
+        """Stop a background process this sandbox started (by its pid, as recorded), and its children."""
+
+    async def extend(self, seconds: int) -> None:
+        """Keep the sandbox ``seconds`` from now (E2B: ``set_timeout``); the local one is kept until reaped."""
+
     def preview_url(self, port: int) -> str: ...
 
     async def port_open(self, port: int) -> bool:
