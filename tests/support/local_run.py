@@ -5,7 +5,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.request import urlopen
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import pytest
 from redis.asyncio import Redis
@@ -70,3 +71,26 @@ def build_id_in(notices: str) -> str:
     found = re.search(r"^build (\S+) on the local API", notices, re.MULTILINE)
     assert found, notices
     return found.group(1)
+
+
+def post_build(api_url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``POST /builds`` through the local API: the status code and the JSON answer (errors too)."""
+    request = Request(
+        f"{api_url}builds", data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urlopen(request, timeout=30) as response:
+            return int(response.status), json.loads(response.read())
+    except HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urlopen(url, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def fetch_text(url: str) -> str:
+    with urlopen(url, timeout=10) as response:
+        return str(response.read().decode())

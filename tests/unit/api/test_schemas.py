@@ -48,7 +48,7 @@ def test_build_status_parses_pending_as_the_api_s_own() -> None:
     assert build_status("ABORTED") is ExecutionStatus.ABORTED
 
 
-@pytest.mark.parametrize("status", ["running", "succeeded", "failed", "interrupted"])
+@pytest.mark.parametrize("status", ["running", "succeeded", "failed", "interrupted", "skipped"])
 def test_a_stage_status_keeps_its_lowercase_json_value(status: str) -> None:
     stage = BuildStage.model_validate({"name": "build", "status": status})
     assert stage.status is StageStatus(status)
@@ -64,6 +64,7 @@ def test_the_openapi_document_lists_every_status_value() -> None:
         "succeeded",
         "failed",
         "interrupted",
+        "skipped",
     ]
 
 

@@ -35,6 +35,7 @@ from buildlogs.api.builds import (
     submit_build,
 )
 from buildlogs.api.deps import deps
+from buildlogs.api.iterations import InvalidIteration, IterationRefused, SandboxFacts, sandbox_facts, submit_iteration
 from buildlogs.api.logs import LogFilter, read_logs, summarise_log
 from buildlogs.api.schemas import (
     ArchiveLocation,
@@ -85,12 +86,19 @@ def _error(
     "/builds",
     status_code=202,
     summary="Start a build",
-    description="Same build_id and same spec again: the same build (202). Same build_id, other spec: 409.",
-    responses=responses(202, Submitted, 400, 409, 413),
+    description="Same build_id and same spec again: the same build (202). Same build_id, other spec: 409. "
+    "With iterate_from (an earlier SUCCEEDED build): an iteration build in that build's sandbox; 409 with "
+    "error not_succeeded, sandbox_gone or iteration_running, 404 for an unknown build.",
+    responses=responses(202, Submitted, 400, 404, 409, 413),
 )
 def post_build(spec: BuildSpec) -> Submitted:
     _check_body_size()
     settings = deps.get_settings()
+    if spec.iterate_from is not None:  # issue 12: reuse the earlier build's live sandbox
+        build_id = asyncio.run(_submit_iteration(spec))
+        metrics.add_metric(name="IterationsSubmitted", unit=MetricUnit.Count, value=1)
+        logger.info("iteration build submitted", extra={"build_id": build_id, "iterate_from": spec.iterate_from})
+        return Submitted(build_id=build_id, status_url=_status_url(build_id), logs_url=_logs_url(build_id))
     build_id = submit_build(
         deps.stepfunctions(),
         deps.s3_client(),
@@ -143,6 +151,7 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
     execution = _execution(build_id)
     finished = execution.status not in RUNNING
     summary, archived = asyncio.run(_log_facts(build_id, finished))
+    sandbox = asyncio.run(_sandbox_facts(build_id, execution))
     preview_url = (execution.output or {}).get("preview_url") or summary.preview_url
     archive = None
     if archived is not None:
@@ -173,6 +182,9 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
         preview_url=str(preview_url) if preview_url else None,
         archive=archive,
         logs_url=_logs_url(build_id),
+        iterate_from=sandbox.iterate_from,
+        sandbox_id=sandbox.sandbox_id,
+        sandbox_expires_at=sandbox.sandbox_expires_at,
     )
 
 
@@ -293,6 +305,24 @@ async def _log_facts(build_id: str, finished: bool) -> tuple[Any, Any]:
     return summary, archived
 
 
+async def _submit_iteration(spec: BuildSpec) -> str:
+    settings = deps.get_settings()
+    async with deps.redis() as redis:
+        return await submit_iteration(
+            redis,
+            deps.stepfunctions(),
+            deps.s3_client(),
+            state_machine_arn=settings.state_machine_arn,
+            bucket=settings.sources_bucket,
+            request=spec,
+        )
+
+
+async def _sandbox_facts(build_id: str, execution: Execution) -> SandboxFacts:
+    async with deps.redis() as redis:
+        return await sandbox_facts(redis, build_id, execution.input, execution.output)
+
+
 def _check_body_size() -> None:
     body = app.current_event.body or ""
     if len(body) > MAX_BODY_BYTES:
@@ -363,6 +393,14 @@ def _conflict(exc: Exception) -> Response[Any]:
     return _error(409, "conflict", str(exc))
 
 
+def _iteration_refused(exc: IterationRefused) -> Response[Any]:
+    return _error(409, exc.reason, exc.message, "iterate_from")
+
+
+def _invalid_iteration(exc: InvalidIteration) -> Response[Any]:
+    return _error(400, "invalid_request", str(exc))
+
+
 def _service_error(exc: ServiceError) -> Response[Any]:
     return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
 
@@ -381,6 +419,8 @@ _HANDLERS: tuple[tuple[Any, Any], ...] = (
     (BuildNotFound, _not_found),
     (NotFoundError, _no_route),
     ([BuildConflict, BuildNotRunning], _conflict),
+    (IterationRefused, _iteration_refused),
+    (InvalidIteration, _invalid_iteration),
     (ServiceError, _service_error),
     (Exception, _internal),
 )

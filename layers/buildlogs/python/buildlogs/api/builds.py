@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ class Execution:
     stopped_at: datetime | None = None
     output: dict[str, Any] | None = None
     error: str | None = None
+    input: dict[str, Any] | None = None  # the execution input (build_id, spec_ref; an iteration's iterate_from)
 
 
 def execution_arn(state_machine_arn: str, build_id: str) -> str:
@@ -70,8 +72,18 @@ def new_build_id() -> str:
 
 
 @tracer.capture_method(capture_response=False)
-def submit_build(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bucket: str, spec: BuildSpec) -> str:
+def submit_build(
+    sfn: "SFNClient",
+    s3: "S3Client",
+    *,
+    state_machine_arn: str,
+    bucket: str,
+    spec: BuildSpec,
+    execution_input: Mapping[str, str] | None = None,
+) -> str:
     """Store ``spec`` and start its execution; return the build id.
+
+    ``execution_input``: more keys of the execution input (an iteration's ``sandbox_id`` and ``iterate_from``).
 
     Idempotent: the spec is written only if no spec exists for the id (S3 conditional write,
     so two racing requests cannot both win); a stored spec that differs raises
@@ -90,7 +102,7 @@ def submit_build(sfn: "SFNClient", s3: "S3Client", *, state_machine_arn: str, bu
         sfn.start_execution(
             stateMachineArn=state_machine_arn,
             name=build_id,
-            input=json.dumps({"build_id": build_id, "spec_ref": spec_ref}),
+            input=json.dumps({**(execution_input or {}), "build_id": build_id, "spec_ref": spec_ref}),
         )
     except ClientError as exc:
         if error_code(exc) != "ExecutionAlreadyExists":
@@ -113,6 +125,7 @@ def find_execution(sfn: "SFNClient", state_machine_arn: str, build_id: str) -> E
         stopped_at=described.get("stopDate"),
         output=_json_object(described.get("output")),
         error=described.get("error"),
+        input=_json_object(described.get("input")),
     )
 
 

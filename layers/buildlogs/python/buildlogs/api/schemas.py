@@ -89,6 +89,11 @@ class BuildStatus(BaseModel):
     )
     archive: ArchiveLocation | None = Field(default=None, description="set once the log is archived")
     logs_url: str
+    iterate_from: str | None = Field(default=None, description="an iteration build: the build it iterates from")
+    sandbox_id: str | None = Field(default=None, description="the build's sandbox, once provisioned")
+    sandbox_expires_at: str | None = Field(
+        default=None, description="until when the sandbox is kept (extended by each iteration); null: not kept"
+    )
 
 
 class LogEntryOut(BaseModel):

@@ -436,7 +436,8 @@ class LocalStack:
                 f"build {spec.build_id} already has a log in {redis_location(self._redis_url)}: "
                 "choose another build_id (or leave it out)"
             )
-        body = spec.model_dump_json(exclude_none=True).encode("utf-8")
+        # An iteration request sends what it sets, nothing more (unset fields are the earlier build's).
+        body = spec.model_dump_json(exclude_none=True, exclude_unset=spec.is_iteration).encode("utf-8")
         request = Request(  # noqa: S310 (our own http://127.0.0.1 API)
             f"{self.api_url}builds", data=body, method="POST", headers={"Content-Type": "application/json"}
         )
