@@ -35,6 +35,7 @@ from buildlogs.client.follow import (
     exit_code_for,
 )
 from buildlogs.client.http import ApiClient, ApiError, RetryPolicy
+from buildlogs.client.watch import ProjectWatcher
 from buildlogs.pipeline.stages import STAGES
 from buildlogs.settings import get_settings
 from buildlogs.statuses import ExecutionStatus
@@ -64,6 +65,7 @@ class LocalRun:
     load_spec: Callable[[Path], Any]
     config: Callable[..., Any]
     stack: Callable[[Any], AbstractContextManager[Stack]]
+    watcher: Callable[..., ProjectWatcher[Any]] = ProjectWatcher  # run --watch: saved changes (tests: a script)
 
 
 def local_run() -> LocalRun:
@@ -190,9 +192,14 @@ def cli() -> None:
 @click.argument("path", required=False, default=str(DEFAULT_PROJECT), type=click.Path(path_type=Path))
 @click.option("--sandbox", type=click.Choice(["local", "e2b"]), default="local", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port of the local API (0: any free port).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Then keep the preview and the API up and rebuild each saved change as an iteration build, until Ctrl-C.",
+)
 @_view_options
 @click.pass_obj
-def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json_lines: bool) -> int:
+def run(rt: Runtime, path: Path, sandbox: str, port: int, watch: bool, timestamps: bool, json_lines: bool) -> int:
     """Build PROJECT_DIR or SPEC.json on a local stack, following its log live.
 
     The local stack runs the real state machine (moto), the stage handlers with a local or E2B
@@ -232,35 +239,78 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
         except Exception as exc:  # a build id whose log exists, Redis down, the API refusing: no traceback
             rt.error(f"cannot submit the build: {_describe(exc)}")
             return EXIT_API_ERROR
-        url = stack.api_url
-        view.notice(f"build {build_id} on the local API {url}", style="bold")
-        view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
-        follower = Follower(rt.client(view, url), build_id)
-        thread = _FollowThread(follower, view)
-        interrupted = False
-        try:
-            with view:
-                thread.start()
-                try:
-                    status = stack.wait(build_id)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    view.notice("interrupted: cancelling the build (Ctrl-C again to quit at once)", style="yellow")
-                    stack.cancel(build_id)
-                    status = stack.wait(build_id)  # the archiver runs: the partial log is archived
-                thread.join(DRAIN_SECONDS)  # the end entry is written: the follower drains to it
-        except Exception as exc:  # the stack failed under the build (Redis, moto, a timeout): no traceback
-            rt.error(f"waiting for build {build_id} failed: {_describe(exc)}")
-            return EXIT_API_ERROR
-        finally:
-            follower.stop()  # a second Ctrl-C: the follower sends no further request
-        if thread.error is not None:
-            view.notice(f"buildlogs: the log could not be followed: {thread.error}", style="red")
-        elif thread.is_alive():
-            view.notice(f"buildlogs: the log did not reach its end within {DRAIN_SECONDS:.0f} s", style="red")
-        archive = stack.archive_path(build_id)
-        _summarise(rt, view, follower, status, lines=follower.count, archive=str(archive))
-    return EXIT_INTERRUPTED if interrupted else exit_code_for(status)
+        code, status, interrupted = _follow_local(rt, view, stack, build_id)
+        if not watch or interrupted or status is None:
+            return code
+        return _watch(rt, local, view, stack, path, spec, build_id, status)
+
+
+def _follow_local(rt: Runtime, view: LogView, stack: Stack, build_id: str) -> tuple[int, str | None, bool]:
+    """Follow a build of the local stack to its end (Ctrl-C cancels it): ``(exit code, status, interrupted)``."""
+    url = stack.api_url
+    view.notice(f"build {build_id} on the local API {url}", style="bold")
+    view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
+    follower = Follower(rt.client(view, url), build_id)
+    thread = _FollowThread(follower, view)
+    interrupted = False
+    try:
+        with view:
+            thread.start()
+            try:
+                status = stack.wait(build_id)
+            except KeyboardInterrupt:
+                interrupted = True
+                view.notice("interrupted: cancelling the build (Ctrl-C again to quit at once)", style="yellow")
+                stack.cancel(build_id)
+                status = stack.wait(build_id)  # the archiver runs: the partial log is archived
+            thread.join(DRAIN_SECONDS)  # the end entry is written: the follower drains to it
+    except Exception as exc:  # the stack failed under the build (Redis, moto, a timeout): no traceback
+        rt.error(f"waiting for build {build_id} failed: {_describe(exc)}")
+        return EXIT_API_ERROR, None, False
+    finally:
+        follower.stop()  # a second Ctrl-C: the follower sends no further request
+    if thread.error is not None:
+        view.notice(f"buildlogs: the log could not be followed: {thread.error}", style="red")
+    elif thread.is_alive():
+        view.notice(f"buildlogs: the log did not reach its end within {DRAIN_SECONDS:.0f} s", style="red")
+    archive = stack.archive_path(build_id)
+    _summarise(rt, view, follower, status, lines=follower.count, archive=str(archive))
+    return (EXIT_INTERRUPTED if interrupted else exit_code_for(status)), status, interrupted
+
+
+def _watch(
+    rt: Runtime, local: LocalRun, view: LogView, stack: Stack, path: Path, spec: Any, build_id: str, status: str
+) -> int:
+    """``run --watch``: each saved change of PATH is an iteration build of the last succeeded build (a
+    fresh build while none succeeded), followed like the first, until Ctrl-C."""
+    from buildlogs.client.project import iteration_request
+
+    base = (spec, build_id) if status == ExecutionStatus.SUCCEEDED else None
+    code = exit_code_for(status)
+    watcher = local.watcher(lambda: local.load_spec(path), on_error=lambda exc: rt.error(f"cannot build {path}: {exc}"))
+    current = spec
+    try:
+        while True:
+            view.notice(f"watching {path} for changes (Ctrl-C to stop)", style="bold")
+            current = watcher.next_change(current)
+            # No success yet: a fresh build of the whole project (without a client-chosen id, now taken).
+            fresh = current.model_copy(update={"build_id": None}) if hasattr(current, "model_copy") else current
+            request = fresh if base is None else iteration_request(base[0], current, base[1])
+            if request is None:
+                continue
+            try:
+                new_id = stack.submit(request)
+            except Exception as exc:  # the API refusing (409 while another iteration runs, ...): keep watching
+                rt.error(f"cannot submit the build: {_describe(exc)}")
+                continue
+            code, new_status, interrupted = _follow_local(rt, view, stack, new_id)
+            if interrupted:
+                return code
+            if new_status == ExecutionStatus.SUCCEEDED:
+                base = (current, new_id)
+    except KeyboardInterrupt:
+        view.notice("stopped watching", style="yellow")
+        return code
 
 
 def _describe(exc: BaseException) -> str:
@@ -303,16 +353,24 @@ def _read_spec(rt: Runtime, path: Path) -> dict[str, Any]:
 @cli.command(exit_codes="0 submitted (--follow: as tail), 3 error, 130 Ctrl-C")
 @click.argument("spec", type=click.Path(exists=True, path_type=Path), metavar="SPEC.json|PROJECT_DIR")
 @click.option("--follow", "-f", is_flag=True, help="Then follow its log and exit with its result.")
+@click.option(
+    "--iterate-from",
+    metavar="BUILD_ID",
+    help="An iteration build in that SUCCEEDED build's sandbox: only what differs is written, "
+    "Install runs only if a manifest changed.",
+)
 @_view_options
 @_api_option()
 @click.pass_obj
-def submit(rt: Runtime, spec: Path, follow: bool, timestamps: bool, json_lines: bool) -> int:
+def submit(rt: Runtime, spec: Path, follow: bool, iterate_from: str | None, timestamps: bool, json_lines: bool) -> int:
     """Start a build (POST /builds); prints its id and URLs."""
     try:
         body = _read_spec(rt, spec)
     except (OSError, ValueError, ImportError) as exc:
         rt.error(f"cannot read {spec}: {exc}")
         return EXIT_API_ERROR
+    if iterate_from:  # the whole project: the API keeps what did not change (files with the same text)
+        body = {**{k: v for k, v in body.items() if k != "build_id"}, "iterate_from": iterate_from}
     view = rt.view(timestamps=timestamps, json_lines=json_lines)
     client = rt.client(view)
     result = client.submit(body)

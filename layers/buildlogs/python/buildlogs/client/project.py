@@ -77,3 +77,20 @@ def _validate(data: dict[str, Any], source: Path) -> BuildSpec:
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{source}: invalid build spec: {reasons}") from None
+
+
+# Fields an iteration request carries when they differ from the earlier build's (files aside).
+_ITERATION_FIELDS = ("install", "build", "start", "port", "healthcheck_path", "env", "timeouts")
+
+
+def iteration_request(earlier: BuildSpec, current: BuildSpec, earlier_id: str) -> BuildSpec | None:
+    """The iteration build of ``current`` over the SUCCEEDED build ``earlier_id`` (whose spec is ``earlier``):
+    only the changed and added files, the deleted paths and the changed fields; ``None`` if nothing changed."""
+    files = {path: text for path, text in current.files.items() if earlier.files.get(path) != text}
+    deleted = sorted(path for path in earlier.files if path not in current.files)
+    changed = {
+        name: getattr(current, name) for name in _ITERATION_FIELDS if getattr(current, name) != getattr(earlier, name)
+    }
+    if not files and not deleted and not changed:
+        return None
+    return BuildSpec(iterate_from=earlier_id, files=files, deleted=deleted, **changed)
