@@ -397,6 +397,8 @@ class LocalStack:
                     # the task returns; moto would record a late error as FAILED, so report none.
                     return payload
                 raise TaskFailed(type(exc).__name__, str(exc)) from None
+            finally:
+                _drop_unpublished_metrics()
         if isinstance(result, dict) and result.get("sandbox_id"):
             self._sandboxes.add(str(result["sandbox_id"]))
         return result
@@ -582,6 +584,15 @@ class LocalStack:
                 body = self._s3.get_object(Bucket=self._archive_bucket, Key=key)["Body"]
                 with target.open("wb") as file:
                     shutil.copyfileobj(body, file)
+
+
+def _drop_unpublished_metrics() -> None:
+    """With POWERTOOLS_METRICS_DISABLED, Powertools never clears what it did not print: in one long-lived
+    process (``run --watch``) the functions' metrics pile up until the 100th value of one metric fails
+    a stage with SchemaValidationError. Each Lambda invocation starts clean in AWS; so here too."""
+    from buildlogs.observability import metrics
+
+    metrics.clear_metrics()
 
 
 def _present(**values: str | None) -> dict[str, str]:

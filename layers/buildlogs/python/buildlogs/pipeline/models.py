@@ -55,8 +55,8 @@ class BuildSpec(BaseModel):
     deleted: list[str] = Field(default_factory=list)
     install: str | None = None
     build: str | None = None
-    start: str = Field("", validate_default=True)  # required unless iterate_from
-    port: int = Field(0, le=65535, validate_default=True)  # 1-65535; left out (0) only in an iteration request
+    start: str = Field(default="", validate_default=True)  # required unless iterate_from
+    port: int = Field(default=0, le=65535, validate_default=True)  # 1-65535; left out (0) only in an iteration request
     healthcheck_path: str = "/"
     env: dict[str, str] = Field(default_factory=dict)
     timeouts: dict[str, int] = Field(default_factory=dict)
