@@ -55,10 +55,18 @@ from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.statuses import RUNNING, ExecutionStatus, build_status
 
+# The API Gateway REST API authorises every method with IAM (SigV4): the document says so.
+SECURITY_SCHEME = "sigv4"
+
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 
 BuildId = Annotated[str, Path(pattern=BUILD_ID_PATTERN, max_length=64, description="the build id")]
+# The log routes' shared query parameters (one description each, documented in OpenAPI).
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="at most this many entries (1..1000)")]
+Wait = Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry (long-poll, 0..20)")]
+Phase = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only entries of this stage (e.g. install)")]
+Source = Annotated[Literal["stdout", "stderr", "system"] | None, Query(description="only entries of this source")]
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -186,10 +194,10 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
 def get_build_logs(
     build_id: BuildId,
     after: Annotated[str | None, Query(max_length=64, description="entry id: entries strictly after it")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    wait: Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry")] = 0,
-    phase: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only this stage")] = None,
-    source: Annotated[Literal["stdout", "stderr", "system"] | None, Query()] = None,
+    limit: PageLimit = 100,
+    wait: Wait = 0,
+    phase: Phase = None,
+    source: Source = None,
 ) -> LogPageOut:
     cursor = after or "0-0"
     try:
@@ -252,7 +260,11 @@ def get_openapi() -> Response[str]:
 
 
 def openapi_json() -> str:
-    """The generated OpenAPI document of this API, without the resolver's 422 (we answer 400)."""
+    """The generated OpenAPI document of this API, without the resolver's 422 (we answer 400).
+
+    Every operation requires the ``sigv4`` scheme (API Gateway's IAM auth); Powertools' own
+    validation schemas are dropped with the 422s, so no ``$ref`` is left dangling.
+    """
     document = json.loads(
         app.get_openapi_json_schema(
             title="buildlogs",
@@ -263,9 +275,21 @@ def openapi_json() -> str:
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-    schemas = document.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
+            operation["security"] = [{SECURITY_SCHEME: []}]
+    components = document.setdefault("components", {})
+    schemas = components.get("schemas", {})
+    # The resolver's own validation bodies: we answer ErrorBody instead, and nothing refers to them.
+    for name in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
         schemas.pop(name, None)
+    components["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "AWS IAM: requests signed with Signature Version 4 for execute-api",
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    }
     return json.dumps(document)
 
 
