@@ -14,6 +14,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from buildlogs.api.search import LogQuery, SearchPage, search_archive, search_stream
 from buildlogs.archive.index import load_index
 from buildlogs.archive.reader import (
     MAX_FILTERED_PAGES,
@@ -160,6 +161,42 @@ async def read_logs_before(
     return await LogReader(redis).read_before(build_id, before, limit, keep, budget)
 
 
+@tracer.capture_method(capture_response=False)
+async def search_logs(
+    redis: "Redis | RedisCluster",
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    *,
+    build_exists: Callable[[], bool],
+    query: LogQuery,
+    after: str = "0-0",
+    limit: int = 100,
+    log_filter: LogFilter | None = None,
+) -> SearchPage:
+    """Up to ``limit`` entries matching ``query`` after ``after``, and ``total``: the whole log's count.
+
+    Same sources and errors as :func:`read_logs` (the stream while it exists, else the archive,
+    streamed). The filters narrow both ``matches`` and ``total``. A known build without a log
+    yet has no match.
+    """
+    validate_build_id(build_id)
+    validate_entry_id(after)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    log_filter = log_filter or LogFilter()
+    keep: EntryFilter | None = log_filter if log_filter.active else None
+    if not await redis.exists(logs_key(build_id)):
+        if bucket:
+            try:
+                return await asyncio.to_thread(search_archive, s3, bucket, build_id, query, after, limit, keep)
+            except ArchiveMissing:
+                pass
+        if not await asyncio.to_thread(build_exists):
+            raise LookupError(build_id)
+    return await search_stream(redis, build_id, query, after, limit, keep)
+
+
 # -- the stage summary of GET /builds/{id} ----------------------------------------------------
 
 PAGE_SIZE = 1000
@@ -252,6 +289,7 @@ __all__ = [
     "StageSummary",
     "read_logs",
     "read_logs_before",
+    "search_logs",
     "summarise_log",
     "summary_key",
 ]

@@ -105,6 +105,35 @@ def _records(
         body.close()  # also when the caller stops early: the rest of the object is never read
 
 
+def iter_archive_blocks(
+    s3: "S3Client", bucket: str, build_id: str, chunk_size: int = 256 * 1024
+) -> Generator[bytes, None, None]:
+    """The archive's raw NDJSON in blocks of whole lines (each ends with a newline), streamed.
+
+    For scans that test raw bytes before parsing (search): memory stays at about one chunk plus
+    the longest line. ``ArchiveMissing`` if there is no archive.
+    """
+    try:
+        response = s3.get_object(Bucket=bucket, Key=archive_key(build_id))
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ArchiveMissing(build_id) from None
+        raise
+    body = response["Body"]
+    pending = b""
+    try:
+        for chunk in body.iter_chunks(chunk_size):
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                yield data[:cut]
+        if pending.strip():
+            yield pending + b"\n"
+    finally:
+        body.close()
+
+
 def read_archive_page(
     s3: "S3Client",
     bucket: str,
@@ -274,6 +303,7 @@ __all__ = [
     "ArchiveMissing",
     "EntryFilter",
     "iter_archive",
+    "iter_archive_blocks",
     "read_archive_before",
     "read_archive_page",
 ]
