@@ -9,9 +9,10 @@ No ``from __future__ import annotations`` here: the resolver reads the annotatio
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
@@ -21,6 +22,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ReadTimeoutError
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from buildlogs.api.builds import (
     BuildConflict,
@@ -35,7 +43,7 @@ from buildlogs.api.builds import (
     submit_build,
 )
 from buildlogs.api.deps import deps
-from buildlogs.api.logs import LogFilter, read_logs, summarise_log
+from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, summarise_log
 from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
@@ -54,6 +62,12 @@ from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.statuses import RUNNING, ExecutionStatus, build_status
+from buildlogs.stream.entries import LogEntry
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+T = TypeVar("T")
 
 # The API Gateway REST API authorises every method with IAM (SigV4): the document says so.
 SECURITY_SCHEME = "sigv4"
@@ -186,52 +200,71 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
 
 @app.get(
     "/builds/<build_id>/logs",
-    summary="A page of a build's log (long-poll with wait)",
-    description="Pass `next` as `after` to continue: entries are never skipped nor repeated. "
-    "Served from the S3 archive once the live stream expired, with the same entry ids.",
-    responses=responses(200, LogPageOut, 400, 404),
+    summary="A page of a build's log: forwards (long-poll with wait) or backwards (tail, before)",
+    description="Forwards: pass `next` as `after` to continue; entries are never skipped nor repeated. "
+    "Backwards: `tail=N` is the last N entries, `before=<id>` the entries just before it (oldest first); "
+    "pass `prev` as `before` to continue backwards and `next` as `after` to follow the log from there. "
+    "Served from the S3 archive once the live stream expired, with the same entry ids and the same pages.",
+    responses=responses(200, LogPageOut, 400, 404, 503),
 )
 def get_build_logs(
     build_id: BuildId,
-    after: Annotated[str | None, Query(max_length=64, description="entry id: entries strictly after it")] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="entry id: the entries strictly after it (forwards)")
+    ] = None,
+    before: Annotated[
+        str | None,
+        Query(max_length=64, description="entry id: the entries just before it, oldest first (backwards)"),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="the last N entries of the log (backwards from its end; N is the limit)"),
+    ] = None,
     limit: PageLimit = 100,
     wait: Wait = 0,
     phase: Phase = None,
     source: Source = None,
 ) -> LogPageOut:
-    cursor = after or "0-0"
-    try:
-        validate_entry_id(cursor)
-    except ValueError:
-        raise ApiError(400, "invalid_cursor", "after must be an entry id like 1700000000000-0", "after") from None
-    settings = deps.get_settings()
-    sfn, s3 = deps.stepfunctions(), deps.s3_client()
-
-    def exists() -> bool:
-        return build_exists(
-            sfn, s3, state_machine_arn=settings.state_machine_arn, bucket=settings.sources_bucket, build_id=build_id
-        )
-
-    async def read() -> Any:
-        async with deps.redis() as redis:
-            return await read_logs(
+    log_filter = LogFilter(phase=phase, source=source)
+    if before is not None or tail is not None:
+        if after is not None:
+            raise ApiError(400, "invalid_request", "after reads forwards: it cannot go with before or tail", "after")
+        if before is not None and tail is not None:
+            raise ApiError(400, "invalid_request", "tail is the log's end: use before with limit instead", "tail")
+        if before is not None:
+            _cursor(before, "before")
+        page = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_logs_before(
                 redis,
                 s3,
-                settings.log_archive_bucket,
+                bucket,
+                build_id,
+                build_exists=exists,
+                before=before,
+                limit=tail or limit,
+                log_filter=log_filter,
+            ),
+        )
+    else:
+        cursor = _cursor(after or "0-0", "after")
+        page = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_logs(
+                redis,
+                s3,
+                bucket,
                 build_id,
                 build_exists=exists,
                 after=cursor,
                 limit=limit,
                 wait_ms=wait * 1000,
-                log_filter=LogFilter(phase=phase, source=source),
-            )
-
-    try:
-        page = asyncio.run(read())
-    except LookupError:
-        raise ApiError(404, "not_found", f"no build {build_id}") from None
-    entries = [LogEntryOut.model_validate(entry.model_dump(exclude_none=True)) for entry in page.entries]
-    return LogPageOut(entries=entries, next=page.next, done=page.done)
+                log_filter=log_filter,
+            ),
+        )
+    return LogPageOut(
+        entries=[_entry_out(entry) for entry in page.entries], next=page.next, done=page.done, prev=page.prev
+    )
 
 
 @app.post(
@@ -294,6 +327,45 @@ def openapi_json() -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+LogRead = Callable[["Redis | RedisCluster", "S3Client", str, Callable[[], bool]], Awaitable[T]]
+
+
+def _run_logs(build_id: str, read: "LogRead[T]") -> T:
+    """Run one log read on its own event loop with a fresh Redis client: unknown build → 404.
+
+    ``read`` gets the Redis and S3 clients, the archive bucket and the ``build_exists`` check
+    (a Step Functions/spec lookup, only asked when neither the stream nor the archive holds the log).
+    """
+    settings = deps.get_settings()
+    sfn, s3 = deps.stepfunctions(), deps.s3_client()
+
+    def exists() -> bool:
+        return build_exists(
+            sfn, s3, state_machine_arn=settings.state_machine_arn, bucket=settings.sources_bucket, build_id=build_id
+        )
+
+    async def run() -> T:
+        async with deps.redis() as redis:
+            return await read(redis, s3, settings.log_archive_bucket, exists)
+
+    try:
+        return asyncio.run(run())
+    except LookupError:
+        raise ApiError(404, "not_found", f"no build {build_id}") from None
+
+
+def _cursor(value: str, field: str) -> str:
+    """``value`` if it is an entry id, else a 400 naming ``field``."""
+    try:
+        return validate_entry_id(value)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", f"{field} must be an entry id like 1700000000000-0", field) from None
+
+
+def _entry_out(entry: LogEntry) -> LogEntryOut:
+    return LogEntryOut.model_validate(entry.model_dump(exclude_none=True))
 
 
 def _execution(build_id: str) -> Execution:
@@ -391,10 +463,28 @@ def _service_error(exc: ServiceError) -> Response[Any]:
     return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
 
 
+def _unavailable(exc: Exception) -> Response[Any]:
+    """Redis (or AWS) cannot be reached: a transient 503 the client retries, never a 500."""
+    logger.warning("dependency unavailable", extra={"error_type": type(exc).__name__, "error": str(exc)[:200]})
+    response = _error(503, "unavailable", "the log store or AWS is unavailable; retry shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _internal(exc: Exception) -> Response[Any]:
     logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
     return _error(500, "internal_error", "internal error; the request id is in the response headers")
 
+
+# Transient: Redis or AWS unreachable or too slow (botocore's retries already ran).
+UNAVAILABLE: list[type[Exception]] = [
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    BotoConnectionError,
+    ReadTimeoutError,
+]
+RETRY_AFTER_SECONDS = 2
 
 # Registered by call, not decorator (the decorator is untyped); the most specific class wins.
 _HANDLERS: tuple[tuple[Any, Any], ...] = (
@@ -406,6 +496,7 @@ _HANDLERS: tuple[tuple[Any, Any], ...] = (
     (NotFoundError, _no_route),
     ([BuildConflict, BuildNotRunning], _conflict),
     (ServiceError, _service_error),
+    (UNAVAILABLE, _unavailable),
     (Exception, _internal),
 )
 for _exc_class, _handler in _HANDLERS:

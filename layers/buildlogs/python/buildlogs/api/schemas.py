@@ -107,9 +107,14 @@ class LogEntryOut(BaseModel):
 class LogPageOut(BaseModel):
     """GET /builds/{id}/logs: pass ``next`` as ``after`` to continue; ``done`` once the log ended."""
 
-    entries: list[LogEntryOut]
-    next: str
-    done: bool
+    entries: list[LogEntryOut] = Field(description="oldest first")
+    next: str = Field(description="pass as `after` to read on forwards (after a backward read too)")
+    done: bool = Field(description="the log has ended and `next` is its `end` entry")
+    prev: str | None = Field(
+        default=None,
+        description="backward reads (tail, before): pass as `before` for the entries before these; "
+        "null when the log's first entry was reached (and on forward reads)",
+    )
 
 
 def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, Any]:
@@ -120,6 +125,7 @@ def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, An
         409: "conflict",
         413: "request body too large",
         500: "internal error",
+        503: "Redis or AWS unavailable: retry after Retry-After seconds",
     }
     documented: dict[int, Any] = {status: {"description": "success", "content": {"application/json": {"model": model}}}}
     for code in (*errors, 500):
