@@ -156,7 +156,7 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -169,7 +169,7 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def serve(handler: ApiHandler, port: int = 0) -> Iterator[str]:
     """Serve ``handler`` on 127.0.0.1:``port`` (0: a free one); yields the API root URL."""
-    server = _Server(("127.0.0.1", port), _request_handler(handler))
+    server = QuietServer(("127.0.0.1", port), _request_handler(handler))
     thread = threading.Thread(target=server.serve_forever, name="buildlogs-local-api", daemon=True)
     thread.start()
     try:
