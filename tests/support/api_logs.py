@@ -1,7 +1,9 @@
 """Helpers of the API's log route tests: a dead Redis for 503s, scripted logs of many lines."""
 
+import asyncio
 import base64
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +15,9 @@ from redis.backoff import NoBackoff
 
 from buildlogs.api.app import app
 from buildlogs.api.deps import deps
+from buildlogs.keys import logs_key
 from buildlogs.settings import Settings
+from buildlogs.stream.streamer import LogStreamer
 from tests.support.api import rest_event
 
 
@@ -66,3 +70,63 @@ def numbered_lines(count: int, phase: str = "build") -> list[tuple[str, str, dic
         ("end_stage", "", {"exit_code": 0}),
         ("event", "end of log: SUCCEEDED", {"event": "end", "status": "SUCCEEDED"}),
     ]
+
+
+class Progress:
+    """How many events a reader has received, for a writer that waits on it (no sleeps)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def add(self, count: int = 1) -> None:
+        with self._changed:
+            self._count += count
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 20) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._count >= count, timeout):
+                raise TimeoutError(f"the reader got {self._count} of {count} events in {timeout}s")
+
+
+async def _write_paced(redis_url: str, build_id: str, batches: int, size: int, progress: Progress) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        streamer = LogStreamer(client, build_id, "install", flush_interval_ms=0)
+        await streamer.stage("install")
+        for batch in range(batches):
+            if batch == batches // 2:
+                await streamer.end_stage(exit_code=0)
+                await streamer.stage("build")
+            for index in range(size):
+                await (streamer.on_stderr if index % 5 == 4 else streamer.on_stdout)(f"batch {batch} line {index}\n")
+            await streamer.flush()
+            # the reader catches up (its page ends and it reconnects) before the log grows again
+            await asyncio.to_thread(progress.wait_for, await client.xlen(logs_key(build_id)))
+        await streamer.write_event("end of log: SUCCEEDED", event="end", status="SUCCEEDED")
+        await streamer.close()
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def paced_writer(
+    redis_url: str, build_id: str, batches: int, size: int, progress: Progress
+) -> Iterator[list[BaseException]]:
+    """Append ``batches`` batches of ``size`` lines (two stages, some stderr, then ``end``) on a
+    thread, each once the reader has received everything before it; yields the writer's errors."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_write_paced(redis_url, build_id, batches, size, progress))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="paced-writer", daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        thread.join(timeout=30)

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import ReadTimeoutError
@@ -43,6 +43,8 @@ from buildlogs.api.builds import (
     submit_build,
 )
 from buildlogs.api.deps import deps
+from buildlogs.api.events import CONTENT_TYPE as SSE_CONTENT_TYPE
+from buildlogs.api.events import SSE_RETRY_MS, read_events
 from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, summarise_log
 from buildlogs.api.schemas import (
     ArchiveLocation,
@@ -55,6 +57,7 @@ from buildlogs.api.schemas import (
     LogEntryOut,
     LogPageOut,
     Submitted,
+    error_responses,
     responses,
 )
 from buildlogs.archive.archiver import head_archive
@@ -264,6 +267,82 @@ def get_build_logs(
         )
     return LogPageOut(
         entries=[_entry_out(entry) for entry in page.entries], next=page.next, done=page.done, prev=page.prev
+    )
+
+
+@app.get(
+    "/builds/<build_id>/events",
+    summary="A build's log as Server-Sent Events (EventSource), one page per response",
+    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment, "
+    f"`retry: {SSE_RETRY_MS}`, then one event per entry (`id:` = entry id, `data:` = the entry's JSON, "
+    "as in /logs; the `end` entry as `event: end` with its status), after at most `wait` seconds. "
+    "The client reconnects with `Last-Event-ID` and resumes strictly after it: no entry is skipped "
+    "or repeated. With filters, a bare `id:` block moves the cursor past entries not kept. "
+    "204 once `Last-Event-ID` is at or after the end of the log (EventSource stops).",
+    responses={
+        200: {
+            "description": "one page of events",
+            "content": {SSE_CONTENT_TYPE: {"schema": {"type": "string"}}},
+        },
+        204: {"description": "the log has ended at or before Last-Event-ID: nothing more will come"},
+        **error_responses(400, 404, 503),
+    },
+)
+def get_build_events(
+    build_id: BuildId,
+    after: Annotated[
+        str | None,
+        Query(max_length=64, description="entry id: start strictly after it (Last-Event-ID wins over it)"),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="without after or Last-Event-ID: start with the log's last N entries"),
+    ] = None,
+    wait: Annotated[
+        int, Query(ge=0, le=20, description="seconds to wait for a new entry before the response ends (0..20)")
+    ] = 20,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many events per response (1..1000)")] = 1000,
+    phase: Phase = None,
+    source: Source = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="sent by EventSource on reconnect: the id of the last event it received",
+        ),
+    ] = None,
+) -> Response[str]:
+    resume = last_event_id.strip() if last_event_id else None
+    if resume:
+        _cursor(resume, "Last-Event-ID")
+    else:
+        if after is not None and tail is not None:
+            raise ApiError(400, "invalid_request", "after and tail exclude each other", "after")
+        resume = _cursor(after, "after") if after is not None else None
+    log_filter = LogFilter(phase=phase, source=source)
+    body = _run_logs(
+        build_id,
+        lambda redis, s3, bucket, exists: read_events(
+            redis,
+            s3,
+            bucket,
+            build_id,
+            build_exists=exists,
+            after=resume,
+            tail=None if resume else tail,
+            limit=limit,
+            wait_ms=wait * 1000,
+            log_filter=log_filter,
+        ),
+    )
+    if body is None:
+        return Response(status_code=204, content_type=SSE_CONTENT_TYPE, body="")
+    return Response(
+        status_code=200,
+        content_type=SSE_CONTENT_TYPE,
+        body=body,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 

@@ -117,17 +117,26 @@ class LogPageOut(BaseModel):
     )
 
 
+ERROR_DESCRIPTIONS = {
+    400: "invalid request",
+    404: "unknown build",
+    409: "conflict",
+    413: "too large: the request body, or a live log as text",
+    500: "internal error",
+    503: "Redis or AWS unavailable: retry after Retry-After seconds",
+}
+
+
 def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, Any]:
     """OpenAPI ``responses`` of a route: its success (``status``, ``model``) and its error codes."""
-    descriptions = {
-        400: "invalid request",
-        404: "unknown build",
-        409: "conflict",
-        413: "request body too large",
-        500: "internal error",
-        503: "Redis or AWS unavailable: retry after Retry-After seconds",
-    }
     documented: dict[int, Any] = {status: {"description": "success", "content": {"application/json": {"model": model}}}}
-    for code in (*errors, 500):
-        documented[code] = {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}}
+    documented.update(error_responses(*errors))
     return documented
+
+
+def error_responses(*errors: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` for error codes (and 500): each an :class:`ErrorBody`."""
+    return {
+        code: {"description": ERROR_DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
+        for code in (*errors, 500)
+    }
