@@ -5,12 +5,13 @@ A plain query is a case-insensitive substring (``casefold``: "STRASSE" finds "st
 the entry's ``text``; a regex is RE2 (linear time, case-insensitive, no backreferences), so no
 pattern can make a scan super-linear.
 
-The archive is scanned in raw blocks of NDJSON lines and only candidate lines are parsed: for
-an all-ASCII block, a plain query's needle (casefolded, JSON-escaped as the archiver's orjson
-writes it, lowered) is searched in the lowered bytes. This never drops a match: an ASCII line's
-``text`` is ASCII, where casefold is lower, and orjson escapes each character on its own (in
-lowercase hex), so a match in ``text`` is a match in the line. A line with non-ASCII bytes
-(``é`` in it could casefold anywhere: the Kelvin sign is ``k``) takes the full test.
+The archive is scanned in raw blocks of NDJSON lines and only candidate lines are parsed. For
+a plain query the candidates are the lines where its needle (casefolded, JSON-escaped as the
+archiver's orjson writes it, lowered) occurs in the block's lowered bytes, plus every line with
+a non-ASCII byte. This never drops a match: an ASCII line's ``text`` is ASCII, where casefold
+is lower, and orjson escapes each character on its own (in lowercase hex), so a match in
+``text`` is a match in the line; a non-ASCII line (``é`` could casefold anywhere: the Kelvin
+sign is ``k``) always takes the full test. A regex parses every line.
 """
 
 import re
@@ -80,25 +81,42 @@ class LogQuery:
         return self._test(text)
 
     def candidates(self, block: bytes) -> Iterator[bytes]:
-        """The NDJSON lines of ``block`` (whole lines) that may match: a superset, never fewer."""
+        """The NDJSON lines of ``block`` (whole lines) that may match: a superset, never fewer.
+
+        Plain queries: the lines where the needle occurs in the lowered bytes, and every line
+        with a non-ASCII byte (both found with ``bytes.find`` over the whole block), in order.
+        """
         if self.regex:
             yield from (line for line in block.split(b"\n") if line)
             return
-        needle = self._needle
-        if block.isascii():
-            if needle is None:
-                return
-            lowered = block.lower()
-            position = lowered.find(needle)
-            while position != -1:
-                start = block.rfind(b"\n", 0, position) + 1
-                end = block.find(b"\n", position)  # the needle holds no raw newline (JSON escapes it)
-                yield block[start:end]
-                position = lowered.find(needle, end + 1)
-            return
-        for line in block.split(b"\n"):
-            if line and (not line.isascii() or (needle is not None and needle in line.lower())):
-                yield line
+        folded = block.translate(_FOLD)
+        if self._needle is None:  # only a non-ASCII line can match
+            spans = _spans_of(block, folded, b"\x80")
+        elif block.isascii():
+            spans = _spans_of(block, folded, self._needle)
+        else:
+            spans = sorted({*_spans_of(block, folded, self._needle), *_spans_of(block, folded, b"\x80")})
+        for start, end in spans:
+            yield block[start:end]
+
+
+# One C pass over a block: ASCII lowered, every non-ASCII byte turned into 0x80 (a marker no
+# ASCII needle holds), so both the needle and the non-ASCII lines are found with bytes.find.
+_FOLD = bytes(byte + 32 if 65 <= byte <= 90 else min(byte, 0x80) for byte in range(256))
+
+
+def _spans_of(block: bytes, haystack: bytes, needle: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` of each line of ``block`` where ``haystack`` (the same length) holds
+    ``needle``, in order. The needle holds no newline (JSON escapes it)."""
+    spans: list[tuple[int, int]] = []
+    find, rfind, length = haystack.find, block.rfind, len(block)
+    position = find(needle)
+    while position != -1:
+        end = block.find(b"\n", position)
+        end = length if end == -1 else end
+        spans.append((rfind(b"\n", 0, position) + 1, end))
+        position = find(needle, end + 1)
+    return spans
 
 
 @dataclass(frozen=True, slots=True)
