@@ -45,7 +45,7 @@ from buildlogs.api.builds import (
 from buildlogs.api.deps import deps
 from buildlogs.api.events import CONTENT_TYPE as SSE_CONTENT_TYPE
 from buildlogs.api.events import SSE_RETRY_MS, read_events
-from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, summarise_log
+from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, search_logs, summarise_log
 from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
@@ -56,10 +56,12 @@ from buildlogs.api.schemas import (
     ErrorBody,
     LogEntryOut,
     LogPageOut,
+    SearchPageOut,
     Submitted,
     error_responses,
     responses,
 )
+from buildlogs.api.search import InvalidQuery, LogQuery
 from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
@@ -267,6 +269,51 @@ def get_build_logs(
         )
     return LogPageOut(
         entries=[_entry_out(entry) for entry in page.entries], next=page.next, done=page.done, prev=page.prev
+    )
+
+
+@app.get(
+    "/builds/<build_id>/logs/search",
+    summary="Search a build's whole log: matching entries and the exact match count",
+    description="Plain queries match a case-insensitive substring of an entry's text; `regex=true` takes an "
+    "RE2 pattern (linear time, case-insensitive). `total` counts the matches in the whole log (every stage, "
+    "with the phase/source filters applied), whatever `after`; `matches` are the next `limit` ones after "
+    "`after`, oldest first. Pass `next` as `after` for the following matches. Live from Redis, archived from S3.",
+    responses=responses(200, SearchPageOut, 400, 404, 503),
+)
+def get_build_log_search(
+    build_id: BuildId,
+    q: Annotated[str, Query(description="the text to find (1..256 characters), or an RE2 pattern with regex=true")],
+    regex: Annotated[bool, Query(description="q is an RE2 regular expression")] = False,
+    after: Annotated[
+        str | None, Query(max_length=64, description="entry id: only matches strictly after it (from a page's next)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many matches (1..1000)")] = 100,
+    phase: Phase = None,
+    source: Source = None,
+) -> SearchPageOut:
+    try:
+        query = LogQuery.parse(q, regex=regex)
+    except InvalidQuery as exc:
+        raise ApiError(400, "invalid_query", str(exc), "q") from None
+    cursor = _cursor(after or "0-0", "after")
+    log_filter = LogFilter(phase=phase, source=source)
+    page = _run_logs(
+        build_id,
+        lambda redis, s3, bucket, exists: search_logs(
+            redis,
+            s3,
+            bucket,
+            build_id,
+            build_exists=exists,
+            query=query,
+            after=cursor,
+            limit=limit,
+            log_filter=log_filter,
+        ),
+    )
+    return SearchPageOut(
+        matches=[_entry_out(entry) for entry in page.matches], total=page.total, next=page.next, done=page.done
     )
 
 

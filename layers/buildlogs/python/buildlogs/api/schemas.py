@@ -127,6 +127,15 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+class SearchPageOut(BaseModel):
+    """GET /builds/{id}/logs/search: matches after the cursor and the whole log's match count."""
+
+    matches: list[LogEntryOut] = Field(description="up to limit matching entries strictly after `after`, oldest first")
+    total: int = Field(description="the exact number of matching entries in the whole log (filters applied)")
+    next: str = Field(description="pass as `after` for the following matches: the last match returned (or `after`)")
+    done: bool = Field(description="no match exists after `next` (for now, if the log is still running)")
+
+
 def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, Any]:
     """OpenAPI ``responses`` of a route: its success (``status``, ``model``) and its error codes."""
     documented: dict[int, Any] = {status: {"description": "success", "content": {"application/json": {"model": model}}}}
