@@ -130,3 +130,23 @@ def paced_writer(
         yield errors
     finally:
         thread.join(timeout=30)
+
+
+async def _write_many(redis_url: str, build_id: str, count: int, text_size: int) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        key = logs_key(build_id)
+        for start in range(0, count, 1000):
+            pipe = client.pipeline(transaction=False)
+            for index in range(start, min(count, start + 1000)):
+                text = f"\x1b[32m{index:08d}\x1b[0m " + "x" * max(0, text_size - 9)
+                pipe.xadd(key, {"ts": 1_700_000_000_000 + index, "source": "stdout", "phase": "build", "text": text})
+            await pipe.execute()
+        await client.xadd(key, {"ts": 1, "source": "system", "phase": "build", "text": "end", "event": "end"})
+    finally:
+        await client.aclose()
+
+
+def write_many_lines(redis_url: str, build_id: str, count: int, text_size: int = 80) -> None:
+    """``count`` coloured stdout lines of ``text_size`` visible characters (pipelined), then ``end``."""
+    asyncio.run(_write_many(redis_url, build_id, count, text_size))

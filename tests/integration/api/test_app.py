@@ -68,6 +68,7 @@ def test_the_documented_operations_are_all_fuzzed() -> None:
         "GET /builds/{build_id}",
         "GET /builds/{build_id}/logs",
         "GET /builds/{build_id}/logs/search",
+        "GET /builds/{build_id}/logs.txt",
         "GET /builds/{build_id}/events",
         "POST /builds/{build_id}/cancel",
     }

@@ -62,6 +62,8 @@ from buildlogs.api.schemas import (
     responses,
 )
 from buildlogs.api.search import InvalidQuery, LogQuery
+from buildlogs.api.text import CONTENT_TYPE as TEXT_CONTENT_TYPE
+from buildlogs.api.text import TextTooLarge, content_disposition, read_text
 from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
@@ -315,6 +317,39 @@ def get_build_log_search(
     return SearchPageOut(
         matches=[_entry_out(entry) for entry in page.matches], total=page.total, next=page.next, done=page.done
     )
+
+
+@app.get(
+    "/builds/<build_id>/logs.txt",
+    summary="A build's whole log as plain text (a download)",
+    description="Each entry's text and a newline, in order, system lines included; ANSI escape sequences "
+    "removed unless `ansi=keep`. Live: assembled from the stream (413 when over ~5 MiB: page it with /logs). "
+    "Archived: the archive's text object, inline when small, else a 302 to a presigned S3 URL (5 minutes).",
+    responses={
+        200: {"description": "the log as text", "content": {TEXT_CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        302: {"description": "a large archived log: Location is a presigned S3 URL of its text"},
+        **error_responses(400, 404, 413, 503),
+    },
+)
+def get_build_log_text(
+    build_id: BuildId,
+    ansi: Annotated[
+        Literal["strip", "keep"], Query(description="strip: remove terminal escape sequences; keep: as printed")
+    ] = "strip",
+) -> Response[str]:
+    try:
+        text = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_text(
+                redis, s3, bucket, build_id, build_exists=exists, ansi=ansi == "keep"
+            ),
+        )
+    except TextTooLarge as exc:
+        raise ApiError(413, "log_too_large", str(exc)) from None
+    headers = {"Content-Disposition": content_disposition(build_id)}
+    if text.location is not None:
+        return Response(status_code=302, headers={**headers, "Location": text.location}, body="")
+    return Response(status_code=200, content_type=TEXT_CONTENT_TYPE, body=text.body, headers=headers)
 
 
 @app.get(
