@@ -165,7 +165,7 @@ def get_builds(
 @app.get(
     "/builds/<build_id>",
     summary="A build's status, stages, preview URL and archive",
-    responses=responses(200, BuildStatus, 400, 404),
+    responses=responses(200, BuildStatus, 400, 404, 503),
 )
 def get_build_status(build_id: BuildId) -> BuildStatus:
     settings = deps.get_settings()
