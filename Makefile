@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) -m bench.cold_import
 	$(PY) -m bench.archive
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.search
 	$(PY) -m bench.viewer
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
