@@ -61,30 +61,35 @@ def test_stages_are_sections_and_the_failed_one_opens_on_its_build_failed_line(
     # WHEN the viewer opens
     browser.get(view_url(viewer.root, build))
     # THEN each stage is a section with its result and duration; the failed one is open, the passed ones folded
-    section = "#sections .section[data-phase='{}']"
-    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, section.format("build")), "the build section")
-    build_section = browser.find_element(By.CSS_SELECTOR, section.format("build"))
-    wait_for(browser, lambda d: build_section.get_attribute("data-status") == "failed", "build marked failed")
-    assert build_section.get_attribute("data-open") == "true"
-    assert "✗" in build_section.text
-    assert "4.2 s" in build_section.text
-    provision = browser.find_element(By.CSS_SELECTOR, section.format("provision"))
-    assert provision.get_attribute("data-status") == "succeeded"
-    assert provision.get_attribute("data-open") == "false"
-    assert "✓" in provision.text
-    assert "2.5 s" in provision.text
-    phases = [s.get_attribute("data-phase") for s in browser.find_elements(By.CSS_SELECTOR, "#sections .section")]
+    # (sections are re-rendered as the status arrives: read them afresh each time)
+    wait_for(browser, lambda d: _section(d, "build").get("status") == "failed", "build marked failed")
+    wait_for(browser, lambda d: _section(d, "provision").get("status") == "succeeded", "provision marked passed")
+    build_section, provision = _section(browser, "build"), _section(browser, "provision")
+    assert build_section["open"] == "true"
+    assert "✗" in build_section["text"]
+    assert "4.2 s" in build_section["text"]
+    assert provision["open"] == "false"
+    assert "✓" in provision["text"]
+    assert "2.5 s" in provision["text"]
+    phases = browser.execute_script(
+        "return [...document.querySelectorAll('#sections .section')].map(s => s.dataset.phase)"
+    )
     assert phases == ["provision", "install", "build", "cleanup"]
     # AND the view is scrolled to the build_failed line, not to the end of cleanup
     wait_for(browser, lambda d: line_in_view(d, failed[1]), "the build_failed line in view")
     assert _text_of(browser, failed[1]) == "BUILD FAILED: build exited 2"
     # AND a folded section opens on a click
-    provision.find_element(By.TAG_NAME, "button").click()
-    wait_for(
-        browser,
-        lambda d: d.find_element(By.CSS_SELECTOR, section.format("provision")).get_attribute("data-open") == "true",
-        "provision open after a click",
-    )
+    browser.execute_script("document.querySelector(\"#sections .section[data-phase='provision'] button\").click()")
+    wait_for(browser, lambda d: _section(d, "provision").get("open") == "true", "provision open after a click")
+
+
+def _section(driver: WebDriver, phase: str) -> dict[str, str]:
+    """A section's data-status, data-open and text, read in one go (the node may be replaced any time)."""
+    script = """
+        const node = document.querySelector(`#sections .section[data-phase='${arguments[0]}']`);
+        return node ? {status: node.dataset.status, open: node.dataset.open, text: node.textContent} : {};
+    """
+    return dict(driver.execute_script(script, phase))
 
 
 def test_ansi_colours_are_rendered_and_no_escape_is_shown(
