@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -46,6 +46,7 @@ from buildlogs.api.deps import deps
 from buildlogs.api.events import CONTENT_TYPE as SSE_CONTENT_TYPE
 from buildlogs.api.events import SSE_RETRY_MS, read_events
 from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, search_logs, summarise_log
+from buildlogs.api.resolver import ThreadSafeRestResolver
 from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
@@ -89,7 +90,7 @@ Wait = Annotated[int, Query(ge=0, le=20, description="seconds to wait for the fi
 Phase = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only entries of this stage (e.g. install)")]
 Source = Annotated[Literal["stdout", "stderr", "system"] | None, Query(description="only entries of this source")]
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = ThreadSafeRestResolver(enable_validation=True)
 
 
 class ApiError(Exception):
