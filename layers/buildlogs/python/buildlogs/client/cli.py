@@ -240,6 +240,7 @@ def run(rt: Runtime, path: Path, sandbox: str, port: int, timestamps: bool, json
         url = stack.api_url
         view.notice(f"build {build_id} on the local API {url}", style="bold")
         view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
+        view.notice(f"or in a browser: {url}builds/{build_id}/view")
         follower = Follower(rt.client(view, url), build_id)
         thread = _FollowThread(follower, view)
         interrupted = False
