@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) -m bench.archive
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.iteration
+	$(PY) -m bench.search
+	$(PY) -m bench.viewer
 
 # The pinned CDK CLI (package.json / package-lock.json), installed only when they change.
 NPM_STAMP := node_modules/.installed

@@ -1,10 +1,15 @@
 """The REST API: IAM auth on every method, request validation, access logs, throttling, one Lambda.
 
-Routes: POST /builds, GET /builds, GET /builds/{id}, GET /builds/{id}/logs, POST /builds/{id}/cancel,
-GET /openapi.json — all proxied to the API function (Powertools resolver).
+The routes are the resolver's own (``buildlogs.api.app``), read from its generated OpenAPI
+document at synth time, plus GET /openapi.json: a route added to the app gets its API Gateway
+method, path and query parameters with no second list to keep in step. All are proxied to the
+API function (Powertools resolver).
 """
 
 import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
@@ -15,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from buildlogs.api.app import openapi_json
 from infra.common import Network, python_function, retention_days
 from infra.config import StackSettings
 from infra.constants import (
@@ -28,15 +34,42 @@ from infra.constants import (
 from infra.iam import execution_arn, list_prefixes
 
 API_TIMEOUT_SECONDS = 30  # API Gateway's integration timeout is 29 s; long polls wait at most 20 s
-LOGS_QUERY = ("after", "limit", "wait")
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/builds"),
-    ("GET", "/builds"),
-    ("GET", "/builds/{id}"),
-    ("GET", "/builds/{id}/logs"),
-    ("POST", "/builds/{id}/cancel"),
-    ("GET", "/openapi.json"),
-)
+OPENAPI_PATH = "/openapi.json"  # served by the resolver, left out of its own document
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One API Gateway method: its path (``{name}`` path parameters) and declared parameters."""
+
+    method: str
+    path: str
+    path_params: tuple[str, ...] = ()
+    query_params: tuple[str, ...] = ()
+    header_params: tuple[str, ...] = ()
+
+    def request_parameters(self) -> dict[str, bool]:
+        """API Gateway's ``RequestParameters``: path parameters required, the rest optional."""
+        parameters = {f"method.request.path.{name}": True for name in self.path_params}
+        parameters |= {f"method.request.querystring.{name}": False for name in self.query_params}
+        parameters |= {f"method.request.header.{name}": False for name in self.header_params}
+        return parameters
+
+
+@cache
+def api_routes() -> tuple[Route, ...]:
+    """Every route of the API, from the resolver's OpenAPI document (one source of truth)."""
+    document = json.loads(openapi_json())
+    routes = [Route("GET", OPENAPI_PATH)]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            parameters = operation.get("parameters", [])
+
+            def named(location: str, parameters: list[dict[str, str]] = parameters) -> tuple[str, ...]:
+                return tuple(p["name"] for p in parameters if p["in"] == location)
+
+            routes.append(Route(method.upper(), path, named("path"), named("query"), named("header")))
+    return tuple(sorted(routes, key=lambda route: (route.path, route.method)))
+
 
 # API Gateway's own responses (it answers before the Lambda runs: IAM, validation, throttling,
 # timeouts) as (response type, status or None to keep API Gateway's, error, fixed message or None).
@@ -208,31 +241,10 @@ class Api(Construct):
             description="Any JSON object (the API validates the BuildSpec itself)",
             schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT),
         )
-        path_id = {"method.request.path.id": True}
-        builds = api.root.add_resource("builds")
-        build = builds.add_resource("{id}")
-        openapi = api.root.add_resource("openapi.json")
-
-        builds.add_method(
-            "POST", integration, request_validator=validator, request_models={"application/json": json_object}
-        )
-        builds.add_method(
-            "GET",
-            integration,
-            request_validator=validator,
-            request_parameters={"method.request.querystring.limit": False},
-        )
-        build.add_method("GET", integration, request_validator=validator, request_parameters=path_id)
-        build.add_resource("logs").add_method(
-            "GET",
-            integration,
-            request_validator=validator,
-            request_parameters={
-                **path_id,
-                **{f"method.request.querystring.{name}": False for name in LOGS_QUERY},
-            },
-        )
-        build.add_resource("cancel").add_method(
-            "POST", integration, request_validator=validator, request_parameters=path_id
-        )
-        openapi.add_method("GET", integration, request_validator=validator)
+        for route in api_routes():
+            options: dict[str, Any] = {"request_validator": validator}
+            if route.request_parameters():
+                options["request_parameters"] = route.request_parameters()
+            if route.method == "POST" and not route.path_params:  # POST /builds: a JSON body
+                options["request_models"] = {"application/json": json_object}
+            api.root.resource_for_path(route.path).add_method(route.method, integration, **options)

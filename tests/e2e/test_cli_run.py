@@ -23,7 +23,7 @@ from tests.support.local_run import FAST_RETRIES, build_id_in, example, stages_s
 from tests.support.sandbox import free_port
 
 # What `buildlogs run --json` may print on stderr: its notices, never a function's log line.
-RUN_NOTICES = ("build ", "follow from another terminal: ", "archive: ")
+RUN_NOTICES = ("build ", "follow from another terminal: ", "or in a browser: ", "archive: ")
 
 
 def write_spec(tmp_path: Path, name: str, **changes: Any) -> Path:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from infra.api import ROUTES, gateway_template
+from buildlogs.api.app import openapi_json
+from infra.api import OPENAPI_PATH, api_routes, gateway_template
 from tests.support.synth import Synth
 
 
@@ -35,22 +36,31 @@ def _methods(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_exactly_the_routes_all_iam_authorized_and_validated(synth: Synth) -> None:
     methods = _methods(synth)
-    assert sorted(methods) == sorted(ROUTES)
+    routes = {(route.method, route.path): route for route in api_routes()}
+    assert sorted(methods) == sorted(routes)
     function_id = synth.logical_id(synth.stack.api.function)
     for route, props in methods.items():
         assert props["AuthorizationType"] == "AWS_IAM", route
         assert "RequestValidatorId" in props, route
         assert props["Integration"]["Type"] == "AWS_PROXY"
         assert function_id in str(props["Integration"]["Uri"])
-    for route in [r for r in ROUTES if "{id}" in r[1]]:
-        assert methods[route]["RequestParameters"]["method.request.path.id"] is True
-    logs = methods[("GET", "/builds/{id}/logs")]["RequestParameters"]
-    assert {k: v for k, v in logs.items() if "querystring" in k} == {
-        "method.request.querystring.after": False,
-        "method.request.querystring.limit": False,
-        "method.request.querystring.wait": False,
-    }
+        assert props.get("RequestParameters", {}) == routes[route].request_parameters(), route
+    for route in [r for r in routes if "{build_id}" in r[1]]:
+        assert methods[route]["RequestParameters"]["method.request.path.build_id"] is True
+    logs = methods[("GET", "/builds/{build_id}/logs")]["RequestParameters"]
+    assert {"method.request.querystring.after", "method.request.querystring.limit"} <= set(logs)
     assert "application/json" in methods[("POST", "/builds")]["RequestModels"]
+
+
+def test_every_route_of_the_app_has_its_gateway_method(synth: Synth) -> None:
+    # GIVEN the resolver's own OpenAPI document
+    document = json.loads(openapi_json())
+    app_routes = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
+    # WHEN the stack is synthesized
+    methods = set(_methods(synth))
+    # THEN every documented route (and the document itself) is reachable through API Gateway, no more
+    assert methods == app_routes | {("GET", OPENAPI_PATH)}
+    assert ("GET", "/builds/{build_id}/logs") in methods
 
 
 def test_validator_checks_body_and_parameters(synth: Synth) -> None:

@@ -137,7 +137,9 @@ class CountingS3:
     def __init__(self, client: Any, fail_method: str | None = None, fail_on_call: int = 0) -> None:
         self._client = client
         self.calls: dict[str, int] = {}
-        self.part_sizes: list[int] = []
+        self.part_sizes: list[int] = []  # of every upload_part call, whatever its key
+        self.keys: dict[str, list[str]] = {}  # method → the Key of each call, in order
+        self.sizes_by_key: dict[str, list[int]] = {}  # object key → its parts' sizes, in order
         self._fail_method = fail_method
         self._fail_on_call = fail_on_call
         self.failed = False
@@ -147,11 +149,14 @@ class CountingS3:
 
         def call(**kwargs: Any) -> Any:
             self.calls[name] = self.calls.get(name, 0) + 1
+            if "Key" in kwargs:
+                self.keys.setdefault(name, []).append(kwargs["Key"])
             if name == self._fail_method and self.calls[name] == self._fail_on_call and not self.failed:
                 self.failed = True
                 raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, name)
             if name == "upload_part":
                 self.part_sizes.append(len(kwargs["Body"]))
+                self.sizes_by_key.setdefault(kwargs["Key"], []).append(len(kwargs["Body"]))
             return method(**kwargs)
 
         return call

@@ -360,7 +360,15 @@ def test_the_openapi_document_describes_every_route(api: Api) -> None:
     response = api.call("GET", "/openapi.json")
     assert response.status == 200
     paths = response.body["paths"]
-    assert set(paths) == {"/builds", "/builds/{build_id}", "/builds/{build_id}/logs", "/builds/{build_id}/cancel"}
+    assert set(paths) == {
+        "/builds",
+        "/builds/{build_id}",
+        "/builds/{build_id}/logs",
+        "/builds/{build_id}/logs/search",
+        "/builds/{build_id}/logs.txt",
+        "/builds/{build_id}/events",
+        "/builds/{build_id}/cancel",
+    }
     assert set(paths["/builds"]) == {"get", "post"}
     assert "202" in paths["/builds"]["post"]["responses"]
     assert "409" in paths["/builds"]["post"]["responses"]

@@ -55,7 +55,7 @@ def test_a_page_returns_entries_with_their_ids_and_the_next_cursor(api: Api, red
     assert {"id", "ts", "source", "text", "phase"} <= set(entries[0])
     # AND after the end, an empty page is still done with the same cursor
     after_end = api.call("GET", f"/builds/{build_id}/logs?after={rest['next']}").body
-    assert after_end == {"entries": [], "next": rest["next"], "done": True}
+    assert after_end == {"entries": [], "next": rest["next"], "done": True, "prev": None}
 
 
 def test_filters_keep_matching_entries_and_next_moves_past_the_others(api: Api, redis_url: str, build_id: str) -> None:
@@ -82,7 +82,7 @@ def test_a_known_build_without_log_lines_yet_gives_an_empty_page(api: Api, build
     _submit(api, build_id)
     response = api.call("GET", f"/builds/{build_id}/logs")
     assert response.status == 200
-    assert response.body == {"entries": [], "next": "0-0", "done": False}
+    assert response.body == {"entries": [], "next": "0-0", "done": False, "prev": None}
 
 
 def test_logs_of_an_unknown_build_are_a_404(api: Api, build_id: str) -> None:
@@ -224,7 +224,7 @@ def test_a_long_poll_without_entries_returns_after_its_wait(api: Api, build_id: 
     elapsed = time.monotonic() - started
     # THEN it gets an empty page with its own cursor after about that second
     assert response.status == 200
-    assert response.body == {"entries": [], "next": "5-0", "done": False}
+    assert response.body == {"entries": [], "next": "5-0", "done": False, "prev": None}
     assert 0.9 <= elapsed < 5
 
 

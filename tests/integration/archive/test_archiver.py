@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from buildlogs.archive.archiver import CONTENT_TYPE, archive_logs
-from buildlogs.keys import archive_key, logs_key, meta_key
+from buildlogs.keys import archive_key, index_key, logs_key, meta_key, text_key
 from buildlogs.statuses import TERMINAL
 from tests.support.archive import (
     BUCKET,
@@ -221,8 +221,15 @@ async def test_small_log_is_one_put(redis: Redis, s3: Any, build_id: str) -> Non
     # WHEN it is archived
     await archive_logs(redis, counting, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
 
-    # THEN one PutObject wrote it, no multipart upload (the other PutObject: its index.json sidecar)
-    assert counting.calls == {"put_object": 2}
+    # THEN one PutObject wrote it, no multipart upload (the others: its two text renderings, then
+    # its index.json sidecar — the log object last but the index)
+    assert counting.calls == {"put_object": 4}
+    assert counting.keys["put_object"] == [
+        text_key(build_id),
+        text_key(build_id, ansi=True),
+        archive_key(build_id),
+        index_key(build_id),
+    ]
 
 
 async def test_large_log_goes_up_in_parts(
@@ -240,14 +247,26 @@ async def test_large_log_goes_up_in_parts(
 
     # THEN parts of at least the part size (but the last) make one complete object
     assert result is not None
-    sizes = counting.part_sizes
+    sizes = counting.sizes_by_key[archive_key(build_id)]
     assert len(sizes) >= 10
     assert all(16384 <= size < 16384 + 50 * 200 for size in sizes[:-1])
     assert sizes[-1] > 0
     assert sum(sizes) == result.bytes
-    assert counting.calls.get("put_object", 0) == 1  # only the index.json sidecar
-    assert counting.calls["create_multipart_upload"] == 1
-    assert counting.calls["complete_multipart_upload"] == 1
+    assert counting.keys.get("put_object") == [index_key(build_id)]  # only the index.json sidecar
+    # the log and its two text renderings, each one multipart upload (the texts completed first)
+    assert counting.keys["create_multipart_upload"] == [
+        archive_key(build_id),
+        text_key(build_id, ansi=True),
+        text_key(build_id),
+    ]
+    assert counting.keys["complete_multipart_upload"] == [
+        text_key(build_id),
+        text_key(build_id, ansi=True),
+        archive_key(build_id),
+    ]
+    assert all(
+        16384 <= size < 16384 + 50 * 200 for key in counting.sizes_by_key for size in counting.sizes_by_key[key][:-1]
+    )
     assert archived_records(s3, build_id) == await stream_records(redis, build_id)
     head = s3.head_object(Bucket=BUCKET, Key=archive_key(build_id))
     assert head["ContentType"] == CONTENT_TYPE
@@ -269,7 +288,7 @@ async def test_a_failed_part_aborts_the_upload_and_the_retry_completes_it(
 
     # THEN nothing is left behind: no object, no multipart upload, and the stream has no TTL yet
     assert flaky.failed
-    assert flaky.calls["abort_multipart_upload"] == 1
+    assert flaky.calls["abort_multipart_upload"] == flaky.calls["create_multipart_upload"] >= 1
     assert multipart_uploads(s3) == []
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
     assert await redis.ttl(logs_key(build_id)) == -1

@@ -72,12 +72,12 @@ def test_help_lists_every_command_with_its_exit_codes(capsys: pytest.CaptureFixt
     assert main(["--help"]) == 0
     help_text = capsys.readouterr().out
     listed = help_text.split("Commands (exit codes):")[1].split("\n\n")[0].splitlines()
-    for name in ("run", "submit", "tail", "status", "list", "cancel"):
+    for name in ("run", "submit", "tail", "status", "list", "cancel", "view"):
         assert name in cli.commands
         (index,) = [i for i, line in enumerate(listed) if line.split()[:1] == [name]]
         assert listed[index + 1].strip().startswith("exits 0 "), listed[index + 1]
         assert "3 error" in listed[index + 1]
-    assert set(cli.commands) == {"run", "submit", "tail", "status", "list", "cancel"}
+    assert set(cli.commands) == {"run", "submit", "tail", "status", "list", "cancel", "view"}
     for code in ("0 SUCCEEDED", "1 FAILED", "2 TIMED_OUT or ABORTED", "3 an API error", "130 interrupted"):
         assert code in " ".join(help_text.split())
 

@@ -124,6 +124,7 @@ def test_run_follows_the_build_then_summarises_and_exits_by_status(
     # AND told where to follow it from another terminal
     err = capsys.readouterr().err
     assert f"follow from another terminal: buildlogs tail {BUILD} --api {STACK_URL}" in err.splitlines()
+    assert f"or in a browser: {STACK_URL}builds/{BUILD}/view" in err.splitlines()
     # AND printed the whole log, through the stack's API, once, then the summary with the local archive
     lines = [line.rstrip() for line in out.splitlines()]
     assert lines[:5] == [

@@ -60,6 +60,13 @@ def archive_key(build_id: str) -> str:
     return f"build-logs/{validate_build_id(build_id)}/build.jsonl"
 
 
+def text_key(build_id: str, *, ansi: bool = False) -> str:
+    """The archive's plain-text rendering beside ``build.jsonl``: ``build.txt`` (escapes stripped)
+    or ``build.ansi.txt`` (escapes kept) — one entry's ``text`` per line, what ``logs.txt`` serves."""
+    name = "build.ansi.txt" if ansi else "build.txt"
+    return f"build-logs/{validate_build_id(build_id)}/{name}"
+
+
 def index_key(build_id: str) -> str:
     """The archive's sidecar index (byte offsets, stage summary), beside ``build.jsonl``."""
     return f"build-logs/{validate_build_id(build_id)}/index.json"

@@ -9,18 +9,26 @@ No ``from __future__ import annotations`` here: the resolver reads the annotatio
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ReadTimeoutError
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from buildlogs.api.builds import (
     BuildConflict,
@@ -35,8 +43,11 @@ from buildlogs.api.builds import (
     submit_build,
 )
 from buildlogs.api.deps import deps
+from buildlogs.api.events import CONTENT_TYPE as SSE_CONTENT_TYPE
+from buildlogs.api.events import SSE_RETRY_MS, read_events
 from buildlogs.api.iterations import InvalidIteration, IterationRefused, SandboxFacts, sandbox_facts, submit_iteration
-from buildlogs.api.logs import LogFilter, read_logs, summarise_log
+from buildlogs.api.logs import LogFilter, read_logs, read_logs_before, search_logs, summarise_log
+from buildlogs.api.resolver import ThreadSafeRestResolver
 from buildlogs.api.schemas import (
     ArchiveLocation,
     BuildItem,
@@ -47,21 +58,40 @@ from buildlogs.api.schemas import (
     ErrorBody,
     LogEntryOut,
     LogPageOut,
+    SearchPageOut,
     Submitted,
+    error_responses,
     responses,
 )
+from buildlogs.api.search import InvalidQuery, LogQuery
+from buildlogs.api.text import CONTENT_TYPE as TEXT_CONTENT_TYPE
+from buildlogs.api.text import TextTooLarge, content_disposition, read_text
 from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
 from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.statuses import RUNNING, ExecutionStatus, build_status
+from buildlogs.stream.entries import LogEntry
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+# The API Gateway REST API authorises every method with IAM (SigV4): the document says so.
+SECURITY_SCHEME = "sigv4"
 
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 
 BuildId = Annotated[str, Path(pattern=BUILD_ID_PATTERN, max_length=64, description="the build id")]
+# The log routes' shared query parameters (one description each, documented in OpenAPI).
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="at most this many entries (1..1000)")]
+Wait = Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry (long-poll, 0..20)")]
+Phase = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only entries of this stage (e.g. install)")]
+Source = Annotated[Literal["stdout", "stderr", "system"] | None, Query(description="only entries of this source")]
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = ThreadSafeRestResolver(enable_validation=True)
 
 
 class ApiError(Exception):
@@ -144,7 +174,7 @@ def get_builds(
 @app.get(
     "/builds/<build_id>",
     summary="A build's status, stages, preview URL and archive",
-    responses=responses(200, BuildStatus, 400, 404),
+    responses=responses(200, BuildStatus, 400, 404, 503),
 )
 def get_build_status(build_id: BuildId) -> BuildStatus:
     settings = deps.get_settings()
@@ -190,52 +220,225 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
 
 @app.get(
     "/builds/<build_id>/logs",
-    summary="A page of a build's log (long-poll with wait)",
-    description="Pass `next` as `after` to continue: entries are never skipped nor repeated. "
-    "Served from the S3 archive once the live stream expired, with the same entry ids.",
-    responses=responses(200, LogPageOut, 400, 404),
+    summary="A page of a build's log: forwards (long-poll with wait) or backwards (tail, before)",
+    description="Forwards: pass `next` as `after` to continue; entries are never skipped nor repeated. "
+    "Backwards: `tail=N` is the last N entries, `before=<id>` the entries just before it (oldest first); "
+    "pass `prev` as `before` to continue backwards and `next` as `after` to follow the log from there. "
+    "Served from the S3 archive once the live stream expired, with the same entry ids and the same pages.",
+    responses=responses(200, LogPageOut, 400, 404, 503),
 )
 def get_build_logs(
     build_id: BuildId,
-    after: Annotated[str | None, Query(max_length=64, description="entry id: entries strictly after it")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    wait: Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry")] = 0,
-    phase: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only this stage")] = None,
-    source: Annotated[Literal["stdout", "stderr", "system"] | None, Query()] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="entry id: the entries strictly after it (forwards)")
+    ] = None,
+    before: Annotated[
+        str | None,
+        Query(max_length=64, description="entry id: the entries just before it, oldest first (backwards)"),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="the last N entries of the log (backwards from its end; N is the limit)"),
+    ] = None,
+    limit: PageLimit = 100,
+    wait: Wait = 0,
+    phase: Phase = None,
+    source: Source = None,
 ) -> LogPageOut:
-    cursor = after or "0-0"
-    try:
-        validate_entry_id(cursor)
-    except ValueError:
-        raise ApiError(400, "invalid_cursor", "after must be an entry id like 1700000000000-0", "after") from None
-    settings = deps.get_settings()
-    sfn, s3 = deps.stepfunctions(), deps.s3_client()
-
-    def exists() -> bool:
-        return build_exists(
-            sfn, s3, state_machine_arn=settings.state_machine_arn, bucket=settings.sources_bucket, build_id=build_id
-        )
-
-    async def read() -> Any:
-        async with deps.redis() as redis:
-            return await read_logs(
+    log_filter = LogFilter(phase=phase, source=source)
+    if before is not None or tail is not None:
+        if after is not None:
+            raise ApiError(400, "invalid_request", "after reads forwards: it cannot go with before or tail", "after")
+        if before is not None and tail is not None:
+            raise ApiError(400, "invalid_request", "tail is the log's end: use before with limit instead", "tail")
+        if before is not None:
+            _cursor(before, "before")
+        page = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_logs_before(
                 redis,
                 s3,
-                settings.log_archive_bucket,
+                bucket,
+                build_id,
+                build_exists=exists,
+                before=before,
+                limit=tail or limit,
+                log_filter=log_filter,
+            ),
+        )
+    else:
+        cursor = _cursor(after or "0-0", "after")
+        page = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_logs(
+                redis,
+                s3,
+                bucket,
                 build_id,
                 build_exists=exists,
                 after=cursor,
                 limit=limit,
                 wait_ms=wait * 1000,
-                log_filter=LogFilter(phase=phase, source=source),
-            )
+                log_filter=log_filter,
+            ),
+        )
+    return LogPageOut(
+        entries=[_entry_out(entry) for entry in page.entries], next=page.next, done=page.done, prev=page.prev
+    )
 
+
+@app.get(
+    "/builds/<build_id>/logs/search",
+    summary="Search a build's whole log: matching entries and the exact match count",
+    description="Plain queries match a case-insensitive substring of an entry's text; `regex=true` takes an "
+    "RE2 pattern (linear time, case-insensitive). `total` counts the matches in the whole log (every stage, "
+    "with the phase/source filters applied), whatever `after`; `matches` are the next `limit` ones after "
+    "`after`, oldest first. Pass `next` as `after` for the following matches. Live from Redis, archived from S3.",
+    responses=responses(200, SearchPageOut, 400, 404, 503),
+)
+def get_build_log_search(
+    build_id: BuildId,
+    q: Annotated[str, Query(description="the text to find (1..256 characters), or an RE2 pattern with regex=true")],
+    regex: Annotated[bool, Query(description="q is an RE2 regular expression")] = False,
+    after: Annotated[
+        str | None, Query(max_length=64, description="entry id: only matches strictly after it (from a page's next)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many matches (1..1000)")] = 100,
+    phase: Phase = None,
+    source: Source = None,
+) -> SearchPageOut:
     try:
-        page = asyncio.run(read())
-    except LookupError:
-        raise ApiError(404, "not_found", f"no build {build_id}") from None
-    entries = [LogEntryOut.model_validate(entry.model_dump(exclude_none=True)) for entry in page.entries]
-    return LogPageOut(entries=entries, next=page.next, done=page.done)
+        query = LogQuery.parse(q, regex=regex)
+    except InvalidQuery as exc:
+        raise ApiError(400, "invalid_query", str(exc), "q") from None
+    cursor = _cursor(after or "0-0", "after")
+    log_filter = LogFilter(phase=phase, source=source)
+    page = _run_logs(
+        build_id,
+        lambda redis, s3, bucket, exists: search_logs(
+            redis,
+            s3,
+            bucket,
+            build_id,
+            build_exists=exists,
+            query=query,
+            after=cursor,
+            limit=limit,
+            log_filter=log_filter,
+        ),
+    )
+    return SearchPageOut(
+        matches=[_entry_out(entry) for entry in page.matches], total=page.total, next=page.next, done=page.done
+    )
+
+
+@app.get(
+    "/builds/<build_id>/logs.txt",
+    summary="A build's whole log as plain text (a download)",
+    description="Each entry's text and a newline, in order, system lines included; ANSI escape sequences "
+    "removed unless `ansi=keep`. Live: assembled from the stream (413 when over ~5 MiB: page it with /logs). "
+    "Archived: the archive's text object, inline when small, else a 302 to a presigned S3 URL (5 minutes).",
+    responses={
+        200: {"description": "the log as text", "content": {TEXT_CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        302: {"description": "a large archived log: Location is a presigned S3 URL of its text"},
+        **error_responses(400, 404, 413, 503),
+    },
+)
+def get_build_log_text(
+    build_id: BuildId,
+    ansi: Annotated[
+        Literal["strip", "keep"], Query(description="strip: remove terminal escape sequences; keep: as printed")
+    ] = "strip",
+) -> Response[str]:
+    try:
+        text = _run_logs(
+            build_id,
+            lambda redis, s3, bucket, exists: read_text(
+                redis, s3, bucket, build_id, build_exists=exists, ansi=ansi == "keep"
+            ),
+        )
+    except TextTooLarge as exc:
+        raise ApiError(413, "log_too_large", str(exc)) from None
+    headers = {"Content-Disposition": content_disposition(build_id)}
+    if text.location is not None:
+        return Response(status_code=302, headers={**headers, "Location": text.location}, body="")
+    return Response(status_code=200, content_type=TEXT_CONTENT_TYPE, body=text.body, headers=headers)
+
+
+@app.get(
+    "/builds/<build_id>/events",
+    summary="A build's log as Server-Sent Events (EventSource), one page per response",
+    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment, "
+    f"`retry: {SSE_RETRY_MS}`, then one event per entry (`id:` = entry id, `data:` = the entry's JSON, "
+    "as in /logs; the `end` entry as `event: end` with its status), after at most `wait` seconds. "
+    "The client reconnects with `Last-Event-ID` and resumes strictly after it: no entry is skipped "
+    "or repeated. With filters, a bare `id:` block moves the cursor past entries not kept. "
+    "204 once `Last-Event-ID` is at or after the end of the log (EventSource stops).",
+    responses={
+        200: {
+            "description": "one page of events",
+            "content": {SSE_CONTENT_TYPE: {"schema": {"type": "string"}}},
+        },
+        204: {"description": "the log has ended at or before Last-Event-ID: nothing more will come"},
+        **error_responses(400, 404, 503),
+    },
+)
+def get_build_events(
+    build_id: BuildId,
+    after: Annotated[
+        str | None,
+        Query(max_length=64, description="entry id: start strictly after it (Last-Event-ID wins over it)"),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="without after or Last-Event-ID: start with the log's last N entries"),
+    ] = None,
+    wait: Annotated[
+        int, Query(ge=0, le=20, description="seconds to wait for a new entry before the response ends (0..20)")
+    ] = 20,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many events per response (1..1000)")] = 1000,
+    phase: Phase = None,
+    source: Source = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="sent by EventSource on reconnect: the id of the last event it received",
+        ),
+    ] = None,
+) -> Response[str]:
+    resume = last_event_id.strip() if last_event_id else None
+    if resume:
+        _cursor(resume, "Last-Event-ID")
+    else:
+        if after is not None and tail is not None:
+            raise ApiError(400, "invalid_request", "after and tail exclude each other", "after")
+        resume = _cursor(after, "after") if after is not None else None
+    log_filter = LogFilter(phase=phase, source=source)
+    body = _run_logs(
+        build_id,
+        lambda redis, s3, bucket, exists: read_events(
+            redis,
+            s3,
+            bucket,
+            build_id,
+            build_exists=exists,
+            after=resume,
+            tail=None if resume else tail,
+            limit=limit,
+            wait_ms=wait * 1000,
+            log_filter=log_filter,
+        ),
+    )
+    if body is None:
+        return Response(status_code=204, content_type=SSE_CONTENT_TYPE, body="")
+    return Response(
+        status_code=200,
+        content_type=SSE_CONTENT_TYPE,
+        body=body,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @app.post(
@@ -264,7 +467,11 @@ def get_openapi() -> Response[str]:
 
 
 def openapi_json() -> str:
-    """The generated OpenAPI document of this API, without the resolver's 422 (we answer 400)."""
+    """The generated OpenAPI document of this API, without the resolver's 422 (we answer 400).
+
+    Every operation requires the ``sigv4`` scheme (API Gateway's IAM auth); Powertools' own
+    validation schemas are dropped with the 422s, so no ``$ref`` is left dangling.
+    """
     document = json.loads(
         app.get_openapi_json_schema(
             title="buildlogs",
@@ -275,13 +482,64 @@ def openapi_json() -> str:
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-    schemas = document.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
+            operation["security"] = [{SECURITY_SCHEME: []}]
+    components = document.setdefault("components", {})
+    schemas = components.get("schemas", {})
+    # The resolver's own validation bodies: we answer ErrorBody instead, and nothing refers to them.
+    for name in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
         schemas.pop(name, None)
+    components["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "AWS IAM: requests signed with Signature Version 4 for execute-api",
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        }
+    }
     return json.dumps(document)
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+LogRead = Callable[["Redis | RedisCluster", "S3Client", str, Callable[[], bool]], Awaitable[T]]
+
+
+def _run_logs(build_id: str, read: "LogRead[T]") -> T:
+    """Run one log read on its own event loop with a fresh Redis client: unknown build → 404.
+
+    ``read`` gets the Redis and S3 clients, the archive bucket and the ``build_exists`` check
+    (a Step Functions/spec lookup, only asked when neither the stream nor the archive holds the log).
+    """
+    settings = deps.get_settings()
+    sfn, s3 = deps.stepfunctions(), deps.s3_client()
+
+    def exists() -> bool:
+        return build_exists(
+            sfn, s3, state_machine_arn=settings.state_machine_arn, bucket=settings.sources_bucket, build_id=build_id
+        )
+
+    async def run() -> T:
+        async with deps.redis() as redis:
+            return await read(redis, s3, settings.log_archive_bucket, exists)
+
+    try:
+        return asyncio.run(run())
+    except LookupError:
+        raise ApiError(404, "not_found", f"no build {build_id}") from None
+
+
+def _cursor(value: str, field: str) -> str:
+    """``value`` if it is an entry id, else a 400 naming ``field``."""
+    try:
+        return validate_entry_id(value)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", f"{field} must be an entry id like 1700000000000-0", field) from None
+
+
+def _entry_out(entry: LogEntry) -> LogEntryOut:
+    return LogEntryOut.model_validate(entry.model_dump(exclude_none=True))
 
 
 def _execution(build_id: str) -> Execution:
@@ -405,10 +663,28 @@ def _service_error(exc: ServiceError) -> Response[Any]:
     return _error(exc.status_code, HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_"), str(exc.msg))
 
 
+def _unavailable(exc: Exception) -> Response[Any]:
+    """Redis (or AWS) cannot be reached: a transient 503 the client retries, never a 500."""
+    logger.warning("dependency unavailable", extra={"error_type": type(exc).__name__, "error": str(exc)[:200]})
+    response = _error(503, "unavailable", "the log store or AWS is unavailable; retry shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _internal(exc: Exception) -> Response[Any]:
     logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
     return _error(500, "internal_error", "internal error; the request id is in the response headers")
 
+
+# Transient: Redis or AWS unreachable or too slow (botocore's retries already ran).
+UNAVAILABLE: list[type[Exception]] = [
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    BotoConnectionError,
+    ReadTimeoutError,
+]
+RETRY_AFTER_SECONDS = 2
 
 # Registered by call, not decorator (the decorator is untyped); the most specific class wins.
 _HANDLERS: tuple[tuple[Any, Any], ...] = (
@@ -422,6 +698,7 @@ _HANDLERS: tuple[tuple[Any, Any], ...] = (
     (IterationRefused, _iteration_refused),
     (InvalidIteration, _invalid_iteration),
     (ServiceError, _service_error),
+    (UNAVAILABLE, _unavailable),
     (Exception, _internal),
 )
 for _exc_class, _handler in _HANDLERS:

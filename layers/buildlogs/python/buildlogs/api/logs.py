@@ -14,8 +14,16 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from buildlogs.api.search import LogQuery, SearchPage, search_archive, search_stream
 from buildlogs.archive.index import load_index
-from buildlogs.archive.reader import MAX_FILTERED_PAGES, ArchiveMissing, EntryFilter, iter_archive, read_archive_page
+from buildlogs.archive.reader import (
+    MAX_FILTERED_PAGES,
+    ArchiveMissing,
+    EntryFilter,
+    iter_archive,
+    read_archive_before,
+    read_archive_page,
+)
 from buildlogs.keys import logs_key, summary_key, validate_build_id, validate_entry_id
 from buildlogs.observability import logger, tracer
 from buildlogs.settings import get_settings
@@ -113,6 +121,82 @@ async def _live(
             return LogPage(kept, page.next, page.done)
 
 
+@tracer.capture_method(capture_response=False)
+async def read_logs_before(
+    redis: "Redis | RedisCluster",
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    *,
+    build_exists: Callable[[], bool],
+    before: str | None,
+    limit: int = 100,
+    log_filter: LogFilter | None = None,
+) -> LogPage:
+    """The ``limit`` entries just before ``before`` (``None``: the tail), oldest first.
+
+    Same sources and errors as :func:`read_logs`. ``prev`` continues backwards (``None``: the
+    first entry was reached); ``next`` is where a forward reader continues (for the tail: the
+    log's last entry, also with filters); ``done``: ``next`` is the ``end`` entry. A filtered
+    page scans at most ``MAX_FILTERED_PAGES * limit`` entries, then returns with ``prev`` past
+    them. The stream and the archive give the same page (the same rules, in
+    ``buildlogs.stream.reader.BackwardScan``).
+    """
+    validate_build_id(build_id)
+    if before is not None:
+        validate_entry_id(before)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    log_filter = log_filter or LogFilter()
+    keep: EntryFilter | None = log_filter if log_filter.active else None
+    budget = MAX_FILTERED_PAGES * limit if keep is not None else limit
+    if not await redis.exists(logs_key(build_id)):
+        if bucket:
+            try:
+                return await asyncio.to_thread(read_archive_before, s3, bucket, build_id, before, limit, keep, budget)
+            except ArchiveMissing:
+                pass
+        if not await asyncio.to_thread(build_exists):
+            raise LookupError(build_id)
+    return await LogReader(redis).read_before(build_id, before, limit, keep, budget)
+
+
+@tracer.capture_method(capture_response=False)
+async def search_logs(
+    redis: "Redis | RedisCluster",
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    *,
+    build_exists: Callable[[], bool],
+    query: LogQuery,
+    after: str = "0-0",
+    limit: int = 100,
+    log_filter: LogFilter | None = None,
+) -> SearchPage:
+    """Up to ``limit`` entries matching ``query`` after ``after``, and ``total``: the whole log's count.
+
+    Same sources and errors as :func:`read_logs` (the stream while it exists, else the archive,
+    streamed). The filters narrow both ``matches`` and ``total``. A known build without a log
+    yet has no match.
+    """
+    validate_build_id(build_id)
+    validate_entry_id(after)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    log_filter = log_filter or LogFilter()
+    keep: EntryFilter | None = log_filter if log_filter.active else None
+    if not await redis.exists(logs_key(build_id)):
+        if bucket:
+            try:
+                return await asyncio.to_thread(search_archive, s3, bucket, build_id, query, after, limit, keep)
+            except ArchiveMissing:
+                pass
+        if not await asyncio.to_thread(build_exists):
+            raise LookupError(build_id)
+    return await search_stream(redis, build_id, query, after, limit, keep)
+
+
 # -- the stage summary of GET /builds/{id} ----------------------------------------------------
 
 PAGE_SIZE = 1000
@@ -204,6 +288,8 @@ __all__ = [
     "LogSummary",
     "StageSummary",
     "read_logs",
+    "read_logs_before",
+    "search_logs",
     "summarise_log",
     "summary_key",
 ]

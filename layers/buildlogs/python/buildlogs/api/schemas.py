@@ -112,21 +112,45 @@ class LogEntryOut(BaseModel):
 class LogPageOut(BaseModel):
     """GET /builds/{id}/logs: pass ``next`` as ``after`` to continue; ``done`` once the log ended."""
 
-    entries: list[LogEntryOut]
-    next: str
-    done: bool
+    entries: list[LogEntryOut] = Field(description="oldest first")
+    next: str = Field(description="pass as `after` to read on forwards (after a backward read too)")
+    done: bool = Field(description="the log has ended and `next` is its `end` entry")
+    prev: str | None = Field(
+        default=None,
+        description="backward reads (tail, before): pass as `before` for the entries before these; "
+        "null when the log's first entry was reached (and on forward reads)",
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "invalid request",
+    404: "unknown build",
+    409: "conflict",
+    413: "too large: the request body, or a live log as text",
+    500: "internal error",
+    503: "Redis or AWS unavailable: retry after Retry-After seconds",
+}
+
+
+class SearchPageOut(BaseModel):
+    """GET /builds/{id}/logs/search: matches after the cursor and the whole log's match count."""
+
+    matches: list[LogEntryOut] = Field(description="up to limit matching entries strictly after `after`, oldest first")
+    total: int = Field(description="the exact number of matching entries in the whole log (filters applied)")
+    next: str = Field(description="pass as `after` for the following matches: the last match returned (or `after`)")
+    done: bool = Field(description="no match exists after `next` (for now, if the log is still running)")
 
 
 def responses(status: int, model: type[BaseModel], *errors: int) -> dict[int, Any]:
     """OpenAPI ``responses`` of a route: its success (``status``, ``model``) and its error codes."""
-    descriptions = {
-        400: "invalid request",
-        404: "unknown build",
-        409: "conflict",
-        413: "request body too large",
-        500: "internal error",
-    }
     documented: dict[int, Any] = {status: {"description": "success", "content": {"application/json": {"model": model}}}}
-    for code in (*errors, 500):
-        documented[code] = {"description": descriptions[code], "content": {"application/json": {"model": ErrorBody}}}
+    documented.update(error_responses(*errors))
     return documented
+
+
+def error_responses(*errors: int) -> dict[int, Any]:
+    """OpenAPI ``responses`` for error codes (and 500): each an :class:`ErrorBody`."""
+    return {
+        code: {"description": ERROR_DESCRIPTIONS[code], "content": {"application/json": {"model": ErrorBody}}}
+        for code in (*errors, 500)
+    }

@@ -24,17 +24,19 @@ from redis.exceptions import WatchError
 from buildlogs.archive.index import IndexBuilder, ensure_index, put_index
 from buildlogs.archive.upload import DEFAULT_PART_SIZE, StreamingUpload
 from buildlogs.clients import is_not_found
-from buildlogs.keys import MetaField, archive_key, entry_id_key, logs_key, meta_key, validate_build_id
+from buildlogs.keys import MetaField, archive_key, entry_id_key, logs_key, meta_key, text_key, validate_build_id
 from buildlogs.observability import logger, metrics, tracer
 from buildlogs.pipeline import lifetime
 from buildlogs.settings import get_settings
 from buildlogs.statuses import TERMINAL, UNCAUGHT
+from buildlogs.stream.ansi import strip_ansi
 from buildlogs.stream.entries import entry_record
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 CONTENT_TYPE = "application/x-ndjson"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"  # build.txt and build.ansi.txt (GET /builds/{id}/logs.txt)
 PAGE_SIZE = 1000  # XRANGE COUNT: measured fastest (pages of 10,000 are slower)
 ARCHIVE_PHASE = "archive"  # phase of the end entry when the stream is empty or missing
 KILL_TIMEOUT_SECONDS = 15.0
@@ -267,6 +269,12 @@ async def _upload(
 ) -> ArchiveResult:
     """Stream the entries up to the snapshot id into the object, page by page.
 
+    The same pass writes the log's text renderings beside it (:func:`text_key`: ``build.txt``
+    with escapes stripped, ``build.ansi.txt`` as printed; one entry's ``text`` per line), each a
+    streaming upload of its own, so ``logs.txt`` of an archived log is one S3 object. They are
+    completed before ``build.jsonl``: an archive object never exists without them (a failure
+    aborts all three, and the retry writes all three again).
+
     Then write its index sidecar (``buildlogs.archive.index``: byte offsets of every 1,000th
     entry and the stage summary) — after the log succeeded, best effort.
     """
@@ -277,6 +285,17 @@ async def _upload(
         "last-id": snapshot.last_id,
     }
     upload = StreamingUpload(s3, bucket, okey, content_type=CONTENT_TYPE, metadata=metadata, part_size=part_size)
+    stripped, kept = (
+        StreamingUpload(
+            s3,
+            bucket,
+            text_key(build_id, ansi=ansi),
+            content_type=TEXT_CONTENT_TYPE,
+            metadata=metadata,
+            part_size=part_size,
+        )
+        for ansi in (False, True)
+    )
     dumps, record = orjson.dumps, entry_record
     lines = 0
     index = IndexBuilder()
@@ -293,6 +312,7 @@ async def _upload(
             # One bytearray per page: each serialised line is freed at once (orjson's result
             # objects are ~4 KiB each, a list of a page of them would dominate memory).
             chunk, base, line, mark = bytearray(), upload.bytes_written, lines, index.next_line
+            texts: list[str] = []
             for entry_id, fields in page:
                 entry = record(entry_id, fields)
                 if line == mark:  # every 1,000th entry: where its line starts in the object
@@ -301,9 +321,14 @@ async def _upload(
                 if entry["source"] == "system":
                     index.feed(entry)
                 chunk += dumps(entry, option=_DUMPS_OPTIONS)
+                texts.append(entry["text"])
                 line += 1
             lines += len(page)
             await upload.write(chunk)
+            text = "\n".join(texts) + "\n"  # one string per page; escapes never span a newline
+            plain, encoded = strip_ansi(text), text.encode()
+            await kept.write(encoded)
+            await stripped.write(encoded if plain is text else plain.encode())  # no escapes: one copy
             if next_page is None:
                 break
             page, next_page = await next_page, None
@@ -311,11 +336,14 @@ async def _upload(
             raise ArchiveIncomplete(
                 f"stream of {build_id} changed while archiving: {lines} entries read, {snapshot.lines} expected"
             )
+        await stripped.finish()
+        await kept.finish()
         size = await upload.finish()
     except BaseException:
         if next_page is not None:
             next_page.cancel()
-        await upload.abort()
+        for each in (stripped, kept, upload):
+            await each.abort()
         raise
     document = index.document(lines=lines, last_id=snapshot.last_id, size=size)
     await asyncio.to_thread(put_index, s3, bucket, build_id, document)
@@ -338,6 +366,7 @@ def _int(value: Any) -> int:
 __all__ = [
     "CONTENT_TYPE",
     "TERMINAL",
+    "TEXT_CONTENT_TYPE",
     "ArchiveIncomplete",
     "ArchiveResult",
     "KillSandbox",

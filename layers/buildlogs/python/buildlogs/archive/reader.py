@@ -6,9 +6,16 @@ working here. A page costs O(page), not O(log): with the archive's index sidecar
 cursor with one S3 Range GET, streams lines until the page is full and closes the body (at most
 ``every - 1`` lines are read and skipped). An archive without a (matching) index is read from
 byte 0 as before. Either way the object is streamed line by line: memory stays bounded.
+
+Backward pages (:func:`read_archive_before`) read the index block holding the newest entry
+before the bound (one Range GET of at most ``every`` lines), then the blocks before it, one at
+a time, until :class:`BackwardScan` has its page. Without an index the object is streamed from
+byte 0 into a deque of the last ``budget + 1`` lines before the bound (bounded memory).
 """
 
-from collections.abc import Callable, Generator
+import bisect
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,7 +26,7 @@ from buildlogs.clients import error_code, is_not_found
 from buildlogs.keys import archive_key, entry_id_key, validate_entry_id
 from buildlogs.observability import logger
 from buildlogs.stream.entries import LogEntry
-from buildlogs.stream.reader import LogPage
+from buildlogs.stream.reader import BackwardScan, LogPage
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -98,6 +105,35 @@ def _records(
         body.close()  # also when the caller stops early: the rest of the object is never read
 
 
+def iter_archive_blocks(
+    s3: "S3Client", bucket: str, build_id: str, chunk_size: int = 256 * 1024
+) -> Generator[bytes, None, None]:
+    """The archive's raw NDJSON in blocks of whole lines (each ends with a newline), streamed.
+
+    For scans that test raw bytes before parsing (search): memory stays at about one chunk plus
+    the longest line. ``ArchiveMissing`` if there is no archive.
+    """
+    try:
+        response = s3.get_object(Bucket=bucket, Key=archive_key(build_id))
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ArchiveMissing(build_id) from None
+        raise
+    body = response["Body"]
+    pending = b""
+    try:
+        for chunk in body.iter_chunks(chunk_size):
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                yield data[:cut]
+        if pending.strip():
+            yield pending + b"\n"
+    finally:
+        body.close()
+
+
 def read_archive_page(
     s3: "S3Client",
     bucket: str,
@@ -136,4 +172,138 @@ def read_archive_page(
     return LogPage(entries, next_id, True)
 
 
-__all__ = ["MAX_FILTERED_PAGES", "ArchiveMissing", "EntryFilter", "iter_archive", "read_archive_page"]
+def read_archive_before(
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    before: str | None,
+    limit: int,
+    keep: EntryFilter | None = None,
+    budget: int = 0,
+) -> LogPage:
+    """A backward page of the archive (``before=None``: the tail), as :class:`BackwardScan` defines it.
+
+    ``ArchiveMissing`` if there is none. An index that does not match the object is ignored
+    (logged) and the object is read from byte 0.
+    """
+    if before is not None:
+        validate_entry_id(before)
+    bound = entry_id_key(before) if before is not None else None
+    index = load_index(s3, bucket, build_id)
+    if index is not None and index.offsets:
+        try:
+            return _scan_back(_indexed_backwards(s3, bucket, build_id, index, bound), limit, keep, budget)
+        except _StaleIndex as exc:
+            logger.warning("archive index does not match the log: read from the start", extra={"error": str(exc)})
+    window = max(budget, limit) + 1
+    return _scan_back(_streamed_backwards(s3, bucket, build_id, bound, window), limit, keep, budget)
+
+
+def _scan_back(
+    items: Iterator[tuple[dict[str, Any], bool]], limit: int, keep: EntryFilter | None, budget: int
+) -> LogPage:
+    """Feed ``(record, is_oldest)`` pairs, newest first, until the page is complete."""
+    scan = BackwardScan(limit, keep, budget)
+    try:
+        for record, oldest in items:
+            if not scan.feed(record):
+                return scan.page(more=not oldest)
+        return scan.page(more=False)
+    finally:
+        if isinstance(items, Generator):
+            items.close()
+
+
+def _before(record: dict[str, Any], bound: tuple[int, int] | None) -> bool:
+    return bound is None or entry_id_key(str(record.get("id", "0-0"))) < bound
+
+
+def _indexed_backwards(
+    s3: "S3Client", bucket: str, build_id: str, index: ArchiveIndex, bound: tuple[int, int] | None
+) -> Generator[tuple[dict[str, Any], bool], None, None]:
+    """Records before ``bound``, newest first, one index block (a Range GET) at a time."""
+    offsets = index.offsets
+    if bound is None:
+        block = len(offsets) - 1
+    else:  # the block of the last indexed entry before the bound holds the newest record before it
+        block = bisect.bisect_left(offsets, bound, key=lambda item: entry_id_key(item[0])) - 1
+    while block >= 0:
+        end = offsets[block + 1][1] - 1 if block + 1 < len(offsets) else None
+        records = [r for r in _block(s3, bucket, build_id, index, offsets[block], end, bound) if _before(r, bound)]
+        if not records:
+            raise _StaleIndex(f"index block at offset {offsets[block][1]} holds nothing before the bound")
+        for position in range(len(records) - 1, -1, -1):
+            yield records[position], block == 0 and position == 0
+        block -= 1
+
+
+def _block(
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    index: ArchiveIndex,
+    start: tuple[str, int],
+    end: int | None,
+    bound: tuple[int, int] | None,
+) -> list[dict[str, Any]]:
+    """The records of one index block (up to ``bound``), checked against the index."""
+    request: dict[str, Any] = {"Bucket": bucket, "Key": archive_key(build_id)}
+    request["Range"] = f"bytes={start[1]}-" + ("" if end is None else str(end))
+    try:
+        response = s3.get_object(**request)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise ArchiveMissing(build_id) from None
+        if error_code(exc) == "InvalidRange":
+            raise _StaleIndex(f"offset {start[1]} is past the object's end") from None
+        raise
+    body = response["Body"]
+    records: list[dict[str, Any]] = []
+    try:
+        object_last_id = (response.get("Metadata") or {}).get("last-id")
+        if object_last_id != index.last_id:
+            raise _StaleIndex(f"object last id {object_last_id!r}, index last id {index.last_id!r}")
+        for line in body.iter_lines(chunk_size=CHUNK_SIZE):
+            if not line.strip():
+                continue
+            record = orjson.loads(line)
+            if not records and (not isinstance(record, dict) or record.get("id") != start[0]):
+                raise _StaleIndex(f"the line at offset {start[1]} is not entry {start[0]!r}")
+            if not _before(record, bound):
+                break  # the rest of the block is at or after the bound
+            records.append(record)
+    except ValueError as exc:  # a range that does not start on a line: not this object's index
+        raise _StaleIndex(f"unreadable line in the block at offset {start[1]}: {exc}") from None
+    finally:
+        body.close()
+    return records
+
+
+def _streamed_backwards(
+    s3: "S3Client", bucket: str, build_id: str, bound: tuple[int, int] | None, window: int
+) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Records before ``bound``, newest first, from byte 0: only the last ``window`` are kept."""
+    last: deque[dict[str, Any]] = deque(maxlen=window)
+    total = 0
+    records = iter_archive(s3, bucket, build_id)
+    try:
+        for record in records:
+            if not _before(record, bound):
+                break
+            last.append(record)
+            total += 1
+    finally:
+        records.close()
+    kept = len(last)
+    return ((last[position], total == kept and position == 0) for position in range(kept - 1, -1, -1))
+
+
+__all__ = [
+    "MAX_FILTERED_PAGES",
+    "ArchiveMissing",
+    "EntryFilter",
+    "iter_archive",
+    "iter_archive_blocks",
+    "read_archive_before",
+    "read_archive_page",
+]

@@ -1,8 +1,9 @@
-"""The ``buildlogs`` command line: run, submit, tail, status, list, cancel (click).
+"""The ``buildlogs`` command line: run, submit, tail, status, list, cancel, view (click).
 
 The commands only: HTTP, signing and retries are in :mod:`buildlogs.client.http`, following a
 log in :mod:`buildlogs.client.follow`, rendering in :mod:`buildlogs.client.console`, and ``run``'s
-local stack in ``buildlogs.client.local_run`` (imported when ``run`` runs).
+local stack in ``buildlogs.client.local_run`` (imported when ``run`` runs), ``view``'s proxy in
+:mod:`buildlogs.client.view`.
 
 The API root comes from ``--api`` (before or after the command) or ``BUILDLOGS_API_URL``; ``run``
 takes none (it serves its own local API).
@@ -13,6 +14,7 @@ import importlib
 import json
 import sys
 import threading
+import webbrowser
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
@@ -35,7 +37,9 @@ from buildlogs.client.follow import (
     exit_code_for,
 )
 from buildlogs.client.http import ApiClient, ApiError, RetryPolicy
+from buildlogs.client.view import serve_view
 from buildlogs.client.watch import ProjectWatcher
+from buildlogs.keys import validate_build_id
 from buildlogs.pipeline.stages import STAGES
 from buildlogs.settings import get_settings
 from buildlogs.statuses import ExecutionStatus
@@ -86,6 +90,7 @@ class Runtime:
     local: LocalRun | None = None
     api: str | None = None
     clients: list[ApiClient] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)  # set: `view` stops serving (tests)
 
     def client(self, view: LogView | None = None, api_url: str | None = None) -> ApiClient:
         try:
@@ -250,6 +255,7 @@ def _follow_local(rt: Runtime, view: LogView, stack: Stack, build_id: str) -> tu
     url = stack.api_url
     view.notice(f"build {build_id} on the local API {url}", style="bold")
     view.notice(f"follow from another terminal: buildlogs tail {build_id} --api {url}")
+    view.notice(f"or in a browser: {url}builds/{build_id}/view")
     follower = Follower(rt.client(view, url), build_id)
     thread = _FollowThread(follower, view)
     interrupted = False
@@ -528,6 +534,45 @@ def cancel(rt: Runtime, build_id: str, json_out: bool) -> int:
     return 0
 
 
+# -- view -----------------------------------------------------------------------------------------
+
+
+@cli.command(exit_codes="0 stopped (Ctrl-C), 3 error (unknown build, bad URL, port in use)")
+@click.argument("build_id")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@_api_option()
+@click.pass_obj
+def view(rt: Runtime, build_id: str, port: int, open_browser: bool) -> int:
+    """Watch a build's log in the browser: a page on 127.0.0.1 that reads the API for you.
+
+    The page's requests go through a local proxy that signs them (SigV4) for a deployed API;
+    it serves until Ctrl-C.
+    """
+    try:
+        validate_build_id(build_id)
+    except ValueError as exc:
+        rt.error(str(exc))
+        return EXIT_API_ERROR
+    client = rt.client()
+    client.status(build_id)  # an unknown build or an unusable API: said now, not in the page
+    with ExitStack() as exits:
+        try:
+            url = exits.enter_context(serve_view(client.api_url, build_id, port=port, transport=rt.transport))
+        except OSError as exc:
+            rt.error(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+            return EXIT_API_ERROR
+        rt.out.print(url, soft_wrap=True)
+        rt.notice(f"viewer for build {build_id} on {client.api_url}; Ctrl-C stops it")
+        if open_browser:
+            webbrowser.open(url)
+        try:
+            rt.stop.wait()
+        except KeyboardInterrupt:
+            rt.notice("stopped")
+    return 0
+
+
 # -- the entry point ------------------------------------------------------------------------------
 
 
@@ -539,13 +584,16 @@ def main(
     err: TextIO | None = None,
     retry: RetryPolicy | None = None,
     local: LocalRun | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run the CLI; returns the process exit code (the console script exits with it).
 
-    ``transport``, ``out``/``err``, ``retry`` and ``local`` are for tests: an in-memory API, captured
-    output, a backoff that never sleeps, a fake local stack.
+    ``transport``, ``out``/``err``, ``retry``, ``local`` and ``stop`` are for tests: an in-memory API,
+    captured output, a backoff that never sleeps, a fake local stack, an end to ``view``.
     """
     rt = Runtime(make_console(out), make_console(err, stderr=True), transport, retry, local)
+    if stop is not None:
+        rt.stop = stop
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = cli.main(args=args, prog_name="buildlogs", standalone_mode=False, obj=rt)

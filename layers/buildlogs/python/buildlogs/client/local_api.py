@@ -3,25 +3,53 @@
 Each request becomes an API Gateway REST proxy event (v1, the shape the deployed API Lambda
 receives) and goes to a handler ``(event, context) -> {statusCode, headers, body, ...}`` — the
 real ``functions.api.handler.lambda_handler`` in a local run, or the bare resolver in tests.
-One thread per request, as concurrent Lambda invocations would be.
+One thread per request, as concurrent Lambda invocations would be. ``GET /builds/{id}/view`` is
+answered here with the log viewer page (a static file): it is not an API route.
 """
 
 import base64
+import re
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from buildlogs.keys import BUILD_ID_PATTERN
 
 LOCAL_ACCOUNT = "123456789012"
 LOCAL_CALLER_ARN = f"arn:aws:iam::{LOCAL_ACCOUNT}:user/local"  # the caller IAM auth would name
 STAGE_NAME = "local"
 
 ApiHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+# The viewer's address: <API root>/builds/<id>/view (the page finds the API two levels up).
+VIEW_PATH = re.compile(BUILD_ID_PATTERN.replace("^", "^/builds/").replace("$", "/view$"))
+# The page's headers: no caching of a stale page, no sniffing, no referrer carrying build ids away.
+VIEWER_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@cache
+def viewer_page() -> bytes:
+    """The log viewer: one static HTML file (its CSS and JS inline) shipped as package data."""
+    return files("buildlogs.client").joinpath("viewer/viewer.html").read_bytes()
+
+
+def is_view_path(target: str) -> bool:
+    """Whether ``target`` (a path, with or without a query) asks for the viewer page."""
+    return VIEW_PATH.fullmatch(urlsplit(target).path) is not None
 
 
 @dataclass
@@ -85,6 +113,9 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
+            if self.command == "GET" and is_view_path(self.path):
+                self._send_page()
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             event = rest_event(self.command, self.path, body=body, headers=dict(self.headers.items()))
@@ -104,6 +135,15 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _send_page(self) -> None:
+            page = viewer_page()
+            self.send_response(200)
+            for name, value in VIEWER_HEADERS.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -116,7 +156,7 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -129,7 +169,7 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def serve(handler: ApiHandler, port: int = 0) -> Iterator[str]:
     """Serve ``handler`` on 127.0.0.1:``port`` (0: a free one); yields the API root URL."""
-    server = _Server(("127.0.0.1", port), _request_handler(handler))
+    server = QuietServer(("127.0.0.1", port), _request_handler(handler))
     thread = threading.Thread(target=server.serve_forever, name="buildlogs-local-api", daemon=True)
     thread.start()
     try:

@@ -1,0 +1,205 @@
+"""Full-log search: every entry of a build's log, live from Redis or streamed from the archive.
+
+Each request scans the whole log, so ``total`` is exact (every stage, whatever the cursor).
+A plain query is a case-insensitive substring (``casefold``: "STRASSE" finds "straße") of
+the entry's ``text``; a regex is RE2 (linear time, case-insensitive, no backreferences), so no
+pattern can make a scan super-linear.
+
+The archive is scanned in raw blocks of NDJSON lines and only candidate lines are parsed. For
+a plain query the candidates are the lines where its needle (casefolded, JSON-escaped as the
+archiver's orjson writes it, lowered) occurs in the block's lowered bytes, plus every line with
+a non-ASCII byte. This never drops a match: an ASCII line's ``text`` is ASCII, where casefold
+is lower, and orjson escapes each character on its own (in lowercase hex), so a match in
+``text`` is a match in the line; a non-ASCII line (``é`` could casefold anywhere: the Kelvin
+sign is ``k``) always takes the full test. A regex parses every line.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import re2
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from buildlogs.archive.reader import EntryFilter, iter_archive_blocks
+from buildlogs.keys import entry_id_key, logs_key
+from buildlogs.stream.entries import LogEntry, entry_record
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+MAX_QUERY_CHARS = 256
+PAGE_SIZE = 1000  # XRANGE page of a live scan
+_ERROR_PREFIX = re.compile(r"^(?:re2\.)?error:\s*")
+
+
+class InvalidQuery(ValueError):
+    """A query the API refuses with a 400; the message is the reason."""
+
+
+def _regex_matcher(pattern: str) -> Callable[[str], bool]:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.never_capture = True
+    options.log_errors = False
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise InvalidQuery(f"invalid regex: {_ERROR_PREFIX.sub('', text)}") from None
+    search = compiled.search
+    return lambda text: search(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """A parsed query: what :meth:`matches` tests on an entry's ``text``; build it with :meth:`parse`."""
+
+    q: str
+    regex: bool
+    _test: Callable[[str], bool] = field(repr=False, compare=False)
+    # Plain queries: the lowered JSON-escaped casefolded needle for all-ASCII raw lines, or
+    # ``None`` when it is not ASCII (then no ASCII line can match).
+    _needle: bytes | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def parse(cls, q: str, *, regex: bool = False) -> "LogQuery":
+        """``InvalidQuery`` for an empty or over-long query, or a pattern RE2 refuses."""
+        if not isinstance(q, str) or not 1 <= len(q) <= MAX_QUERY_CHARS:
+            raise InvalidQuery(f"q must be 1 to {MAX_QUERY_CHARS} characters")
+        if regex:
+            return cls(q, True, _regex_matcher(q))
+        folded = q.casefold()
+        needle = orjson.dumps(folded)[1:-1].lower() if folded.isascii() else None
+        return cls(q, False, lambda text: folded in text.casefold(), needle)
+
+    def matches(self, text: str) -> bool:
+        return self._test(text)
+
+    def candidates(self, block: bytes) -> Iterator[bytes]:
+        """The NDJSON lines of ``block`` (whole lines) that may match: a superset, never fewer.
+
+        Plain queries: the lines where the needle occurs in the lowered bytes, and every line
+        with a non-ASCII byte (both found with ``bytes.find`` over the whole block), in order.
+        """
+        if self.regex:
+            yield from (line for line in block.split(b"\n") if line)
+            return
+        folded = block.translate(_FOLD)
+        if self._needle is None:  # only a non-ASCII line can match
+            spans = _spans_of(block, folded, b"\x80")
+        elif block.isascii():
+            spans = _spans_of(block, folded, self._needle)
+        else:
+            spans = sorted({*_spans_of(block, folded, self._needle), *_spans_of(block, folded, b"\x80")})
+        for start, end in spans:
+            yield block[start:end]
+
+
+# One C pass over a block: ASCII lowered, every non-ASCII byte turned into 0x80 (a marker no
+# ASCII needle holds), so both the needle and the non-ASCII lines are found with bytes.find.
+_FOLD = bytes(byte + 32 if 65 <= byte <= 90 else min(byte, 0x80) for byte in range(256))
+
+
+def _spans_of(block: bytes, haystack: bytes, needle: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` of each line of ``block`` where ``haystack`` (the same length) holds
+    ``needle``, in order. The needle holds no newline (JSON escapes it)."""
+    spans: list[tuple[int, int]] = []
+    find, rfind, length = haystack.find, block.rfind, len(block)
+    position = find(needle)
+    while position != -1:
+        end = block.find(b"\n", position)
+        end = length if end == -1 else end
+        spans.append((rfind(b"\n", 0, position) + 1, end))
+        position = find(needle, end + 1)
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Matches after the cursor, the whole log's match count, and the cursor for the next page.
+
+    ``next`` is the last match returned (``after`` if none); ``done``: no match after ``next``.
+    """
+
+    matches: list[LogEntry]
+    total: int
+    next: str
+    done: bool
+
+
+class _Results:
+    """Counts every match and keeps the first ``limit`` strictly after the cursor."""
+
+    def __init__(self, after: str, limit: int) -> None:
+        self._after, self._after_key, self._limit = after, entry_id_key(after), limit
+        self._matches: list[LogEntry] = []
+        self._total = 0
+        self._more = False
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._total += 1
+        if entry_id_key(str(record["id"])) > self._after_key:
+            if len(self._matches) < self._limit:
+                self._matches.append(LogEntry.model_validate(record))
+            else:
+                self._more = True
+
+    def page(self) -> SearchPage:
+        last = self._matches[-1].id if self._matches else self._after
+        return SearchPage(self._matches, self._total, last, not self._more)
+
+
+def search_archive(
+    s3: "S3Client",
+    bucket: str,
+    build_id: str,
+    query: LogQuery,
+    after: str,
+    limit: int,
+    keep: EntryFilter | None = None,
+) -> SearchPage:
+    """Search the archived log, streamed in blocks (``ArchiveMissing`` if there is none)."""
+    results = _Results(after, limit)
+    loads, candidates, matches = orjson.loads, query.candidates, query.matches
+    blocks = iter_archive_blocks(s3, bucket, build_id)
+    try:
+        for block in blocks:
+            for line in candidates(block):
+                record = loads(line)
+                if (keep is None or keep(record)) and matches(record.get("text", "")):
+                    results.add(record)
+    finally:
+        blocks.close()
+    return results.page()
+
+
+async def search_stream(
+    redis: "Redis | RedisCluster",
+    build_id: str,
+    query: LogQuery,
+    after: str,
+    limit: int,
+    keep: EntryFilter | None = None,
+) -> SearchPage:
+    """Search the live stream in XRANGE pages of 1,000, up to its ``end`` entry (a late write is not log)."""
+    results = _Results(after, limit)
+    key, start = logs_key(build_id), "-"
+    while True:
+        page: Any = await redis.xrange(key, min=start, max="+", count=PAGE_SIZE)
+        for entry_id, fields in page:
+            record = entry_record(entry_id, fields)
+            if (keep is None or keep(record)) and query.matches(record["text"]):
+                results.add(record)
+            if record.get("event") == "end":
+                return results.page()
+        if len(page) < PAGE_SIZE:
+            return results.page()
+        start = f"({record['id']}"
+
+
+__all__ = ["MAX_QUERY_CHARS", "InvalidQuery", "LogQuery", "SearchPage", "search_archive", "search_stream"]

@@ -1,0 +1,154 @@
+"""The log viewer in headless Chromium against the local API, moto and the real Redis: small logs."""
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+
+from tests.support.browser import (
+    Viewer,
+    end_entry,
+    entry,
+    line_in_view,
+    rendered_ids,
+    stage_lines,
+    view_url,
+    wait_for,
+    xadd_entries,
+)
+
+pytestmark = [pytest.mark.redis]
+
+
+def _text_of(driver: WebDriver, entry_id: str) -> str:
+    script = "return document.querySelector(`[data-entry-id='${arguments[0]}'] .text`)?.textContent ?? null"
+    return str(driver.execute_script(script, entry_id))
+
+
+def test_the_page_follows_a_running_build(browser: WebDriver, viewer: Viewer, redis_url: str, build: str) -> None:
+    # GIVEN a running build with a few lines, open in the viewer
+    first = xadd_entries(redis_url, build, stage_lines("install", ["npm install", "added 3 packages"])[:-1])
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: first[-1] in rendered_ids(d), "the first lines")
+    # WHEN a writer appends lines (more than a screen) and then ends the log
+    more = xadd_entries(redis_url, build, [entry("install", f"progress {n}") for n in range(120)])
+    wait_for(browser, lambda d: line_in_view(d, more[-1]), "the newest appended line, in view")
+    end = xadd_entries(redis_url, build, [end_entry("install", "SUCCEEDED")])
+    # THEN the page shows every line as it comes, keeps the newest in view, and stops at the end
+    wait_for(browser, lambda d: line_in_view(d, end[0]), "the end entry")
+    status = browser.find_element(By.ID, "build-status")
+    wait_for(browser, lambda d: status.get_attribute("data-status") == "SUCCEEDED", "the build's end status")
+    assert _text_of(browser, more[-1]) == "progress 119"
+
+
+def test_stages_are_sections_and_the_failed_one_opens_on_its_build_failed_line(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a build that failed in `build` after two stages that passed, then ran cleanup
+    xadd_entries(redis_url, build, stage_lines("provision", ["sandbox ready"], duration_ms=2500))
+    xadd_entries(redis_url, build, stage_lines("install", [f"installing {n}" for n in range(30)]))
+    xadd_entries(redis_url, build, stage_lines("build", [f"compiling {n}" for n in range(40)])[:-1])
+    failed = xadd_entries(
+        redis_url,
+        build,
+        [
+            entry("build", "error TS2304: cannot find name 'x'", "stderr"),
+            entry("build", "BUILD FAILED: build exited 2", "system", event="build_failed"),
+            entry("build", "build finished", "system", event="stage_end", duration_ms=4200, exit_code=2),
+        ],
+    )
+    xadd_entries(redis_url, build, [*stage_lines("cleanup", ["sandbox killed"] * 60), end_entry("cleanup", "FAILED")])
+    # WHEN the viewer opens
+    browser.get(view_url(viewer.root, build))
+    # THEN each stage is a section with its result and duration; the failed one is open, the passed ones folded
+    # (sections are re-rendered as the status arrives: read them afresh each time)
+    wait_for(browser, lambda d: _section(d, "build").get("status") == "failed", "build marked failed")
+    wait_for(browser, lambda d: _section(d, "provision").get("status") == "succeeded", "provision marked passed")
+    build_section, provision = _section(browser, "build"), _section(browser, "provision")
+    assert build_section["open"] == "true"
+    assert "✗" in build_section["text"]
+    assert "4.2 s" in build_section["text"]
+    assert provision["open"] == "false"
+    assert "✓" in provision["text"]
+    assert "2.5 s" in provision["text"]
+    phases = browser.execute_script(
+        "return [...document.querySelectorAll('#sections .section')].map(s => s.dataset.phase)"
+    )
+    assert phases == ["provision", "install", "build", "cleanup"]
+    # AND the view is scrolled to the build_failed line, not to the end of cleanup
+    wait_for(browser, lambda d: line_in_view(d, failed[1]), "the build_failed line in view")
+    assert _text_of(browser, failed[1]) == "BUILD FAILED: build exited 2"
+    # AND a folded section opens on a click
+    browser.execute_script("document.querySelector(\"#sections .section[data-phase='provision'] button\").click()")
+    wait_for(browser, lambda d: _section(d, "provision").get("open") == "true", "provision open after a click")
+
+
+def _section(driver: WebDriver, phase: str) -> dict[str, str]:
+    """A section's data-status, data-open and text, read in one go (the node may be replaced any time)."""
+    script = """
+        const node = document.querySelector(`#sections .section[data-phase='${arguments[0]}']`);
+        return node ? {status: node.dataset.status, open: node.dataset.open, text: node.textContent} : {};
+    """
+    return dict(driver.execute_script(script, phase))
+
+
+def test_ansi_colours_are_rendered_and_no_escape_is_shown(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN lines with 16-colour, 256-colour, truecolour and bold SGR codes, and a cursor escape
+    text = (
+        "\x1b[31mred\x1b[0m \x1b[1;38;5;208mbold orange\x1b[0m \x1b[38;2;10;200;30mtrue\x1b[39m"
+        " \x1b[44mon blue\x1b[0m\x1b[2K\x1b]0;title\x07 plain"
+    )
+    ids = xadd_entries(redis_url, build, [entry("build", text), end_entry("build", "SUCCEEDED")])
+    # WHEN the viewer shows it
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[0] in rendered_ids(d), "the coloured line")
+    line = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[0]}'] .text")
+    # THEN the text is the printable text only, each part in its colour
+    assert line.get_attribute("textContent") == "red bold orange true on blue plain"
+    spans = {span.get_attribute("textContent"): span for span in line.find_elements(By.CSS_SELECTOR, "span")}
+    assert spans["red"].value_of_css_property("color") == "rgba(205, 49, 49, 1)"
+    assert spans["bold orange"].value_of_css_property("color") == "rgba(255, 135, 0, 1)"
+    assert spans["bold orange"].value_of_css_property("font-weight") == "700"
+    assert spans["true"].value_of_css_property("color") == "rgba(10, 200, 30, 1)"
+    assert spans["on blue"].value_of_css_property("background-color") == "rgba(36, 114, 200, 1)"
+    assert "\x1b" not in browser.find_element(By.ID, "log").get_attribute("textContent")
+
+
+def test_log_text_is_shown_as_text_never_as_html(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN lines that are HTML, one of them a script-running image
+    texts = ["<img src=x onerror=alert(1)>", "<img src=x onerror=\"document.title='pwned'\">", "<b>bold?</b> &amp;"]
+    ids = xadd_entries(redis_url, build, [entry("build", text) for text in texts])
+    # WHEN the viewer shows them
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: all(i in rendered_ids(d) for i in ids), "the HTML lines")
+    # THEN each line reads exactly as written, no element came from it, and nothing ran
+    assert [_text_of(browser, i) for i in ids] == texts
+    assert browser.find_elements(By.CSS_SELECTOR, "#log img, #log b") == []
+    assert browser.title != "pwned"
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 (reading it is the check)
+
+
+def test_timestamps_toggle_and_the_download_link(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a short log open in the viewer
+    ids = xadd_entries(redis_url, build, [entry("build", "hello"), end_entry("build", "SUCCEEDED")])
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[0] in rendered_ids(d), "the line")
+    stamp = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[0]}'] .ts")
+    line = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[0]}']")
+    # THEN the time is on hover (title) and hidden until the toggle shows it
+    assert line.get_attribute("title").endswith("Z")
+    assert not stamp.is_displayed()
+    browser.find_element(By.ID, "toggle-timestamps").click()
+    wait_for(browser, lambda d: stamp.is_displayed(), "the timestamp shown")
+    assert len(stamp.text.split(":")) == 3
+    # AND the download link is the log as text
+    download = browser.find_element(By.ID, "download")
+    assert download.get_attribute("href") == f"{viewer.root}/builds/{build}/logs.txt"
+    assert download.get_attribute("download") == f"{build}.log"
