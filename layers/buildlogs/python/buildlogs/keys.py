@@ -33,6 +33,7 @@ class MetaField(StrEnum):
     """The fields of the ``job:{<build_id>}:meta`` hash: no other module spells a field name."""
 
     SANDBOX_ID = "sandbox_id"  # set by Provision: the archiver reaps a TIMED_OUT/ABORTED run's sandbox
+    ITERATE_FROM = "iterate_from"  # set by Provision of an iteration: its sandbox serves that build
     FAILED_STAGE = "failed_stage"  # the stage that failed (Cleanup reports it)
     END_ID = "end_id"  # the ``end`` entry's id, set by the archiver: nothing may follow it
     TRIM_NOTICE_ID = "trim_notice_id"  # the one trimming notice now in the stream

@@ -174,9 +174,13 @@ async def _end_sandbox_use(
         await lifetime.release_lease(redis, sandbox_id, build_id)
         if status not in UNCAUGHT:
             return
-        allowed, state = await lifetime.may_kill(redis, sandbox_id, build_id)
+        iteration = bool(_text(await redis.hget(mkey, MetaField.ITERATE_FROM)))
+        allowed, state = await lifetime.may_kill(redis, sandbox_id, build_id, iteration=iteration)
         if not allowed:
-            logger.info("sandbox kept: a succeeded build serves from it", extra={"serving": state.serving})
+            logger.info(
+                "sandbox kept: a succeeded build serves from it",
+                extra={"serving": state.serving, "iteration": iteration},
+            )
             return
         if kill_sandbox is None:
             # Imported only when a sandbox is to be killed: the archiver never loads e2b otherwise.

@@ -231,13 +231,26 @@ async def release_lease(redis: RedisClient, sandbox_id: str, build_id: str) -> b
     return bool(released)
 
 
+def gone_or_lapsed(state: SandboxState, now: float | None = None) -> bool:
+    """The record positively says the sandbox is killed or its keep-alive has lapsed."""
+    moment = time.time() if now is None else now
+    return state.known and (state.killed or (state.expires_at is not None and state.expires_at <= moment))
+
+
 async def may_kill(
-    redis: RedisClient, sandbox_id: str, ending_build: str, now: float | None = None
+    redis: RedisClient, sandbox_id: str, ending_build: str, now: float | None = None, *, iteration: bool = False
 ) -> tuple[bool, SandboxState]:
     """Whether Cleanup or the archiver of ``ending_build`` (a run that did not succeed) may kill the
-    sandbox: no other, succeeded build serves from it, or its keep-alive lapsed. Unknown to Redis
-    (no record): yes, as before iterations existed."""
+    sandbox.
+
+    A first build's: no other, succeeded build serves from it, or its keep-alive lapsed; unknown
+    to Redis (no record): yes, as before iterations existed. An ``iteration``'s sandbox always
+    serves the SUCCEEDED build it started from: only when the record positively says it is
+    killed or lapsed (a missing record or field is no proof; E2B's own timeout reaps it).
+    """
     state = await read_state(redis, sandbox_id)
+    if iteration:
+        return gone_or_lapsed(state, now), state
     return not (state.served(now) and state.serving != ending_build), state
 
 
@@ -249,6 +262,7 @@ __all__ = [
     "acquire_lease",
     "content_hash",
     "file_hashes",
+    "gone_or_lapsed",
     "install_changes",
     "install_fingerprint",
     "is_manifest",

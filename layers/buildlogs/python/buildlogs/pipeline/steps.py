@@ -85,7 +85,10 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
     ttl = sum(stage.timeout_seconds for stage in STAGES) + ctx.settings.log_stream_ttl_seconds
     try:
         pipe = ctx.redis.pipeline(transaction=False)
-        pipe.hset(meta_key(build_id), MetaField.SANDBOX_ID, runtime.sandbox_id)
+        fields = {MetaField.SANDBOX_ID: runtime.sandbox_id}
+        if ctx.spec.iterate_from:  # the archiver then applies an iteration's kill rule (never on doubt)
+            fields[MetaField.ITERATE_FROM] = ctx.spec.iterate_from
+        pipe.hset(meta_key(build_id), mapping={str(name): value for name, value in fields.items()})
         pipe.expire(meta_key(build_id), ttl)
         await pipe.execute()
         await lifetime.record_kept(ctx.redis, runtime.sandbox_id, expires_at, ctx.settings.log_stream_ttl_seconds)
@@ -320,12 +323,22 @@ async def cleanup(ctx: StageContext) -> dict[str, Any]:
         return {}
     build_id = ctx.state.build_id
     await _record(ctx, lambda: lifetime.release_lease(ctx.redis, sandbox_id, build_id))
-    decision = await _recorded(ctx, lambda: lifetime.may_kill(ctx.redis, sandbox_id, build_id))
+    iteration = ctx.spec.is_iteration
+    decision = await _recorded(ctx, lambda: lifetime.may_kill(ctx.redis, sandbox_id, build_id, iteration=iteration))
+    if decision is None and iteration:
+        # An iteration starts only from a SUCCEEDED build: its sandbox serves that build. Without
+        # the record's word that it is gone or lapsed, it stays (E2B's own timeout reaps it).
+        await ctx.streamer.write_event(
+            f"Sandbox {sandbox_id} kept: build {ctx.spec.iterate_from} serves from it "
+            "(its record cannot be read; the sandbox's keep-alive reaps it)"
+        )
+        return {}
     if decision is not None and not decision[0]:
         state = decision[1]
         until = _iso(state.expires_at) if state.expires_at is not None else "?"
+        serving = state.serving or ctx.spec.iterate_from
         await ctx.streamer.write_event(
-            f"Sandbox {sandbox_id} kept: build {state.serving} still serves from it (until {until})"
+            f"Sandbox {sandbox_id} kept: build {serving} still serves from it (until {until})"
         )
         return {}
     runtime = ctx.runtime_factory(ctx.settings, sandbox_id=sandbox_id, template=ctx.spec.template)

@@ -1,0 +1,171 @@
+"""The iteration steps one by one (issue 12), with a real Redis: what they do when the sandbox's
+record is missing, half there or unreadable, and when the sandbox itself is in an odd state."""
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from buildlogs.keys import logs_key, meta_key, sandbox_files_key, sandbox_key, sandbox_lease_key
+from buildlogs.pipeline import lifetime, steps
+from buildlogs.pipeline.models import BuildSpec, ExecutionState
+from buildlogs.pipeline.steps import StageContext
+from buildlogs.settings import get_settings
+from buildlogs.stream.entries import entry_record
+from buildlogs.stream.streamer import LogStreamer
+from tests.support.sandbox import free_port
+
+
+@dataclass
+class RecordingRuntime:
+    """A sandbox runtime that only records what the step asked of it (enough for Cleanup)."""
+
+    sandbox_id: str
+    killed: list[str] = field(default_factory=list)
+
+    async def kill(self) -> None:
+        self.killed.append(self.sandbox_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def sandbox_id(redis: Redis) -> AsyncIterator[str]:
+    """A unique sandbox id whose keys are deleted afterwards."""
+    sid = f"sbx-{uuid.uuid4().hex[:12]}"
+    yield sid
+    await redis.delete(sandbox_key(sid), sandbox_files_key(sid), sandbox_lease_key(sid))
+
+
+@pytest.fixture
+async def cleanup_keys(redis: Redis, build_id: str) -> AsyncIterator[None]:
+    yield
+    await redis.delete(logs_key(build_id), meta_key(build_id))
+
+
+def unreachable_redis() -> Redis:
+    """A client of a port nothing listens on: every command raises ConnectionError."""
+    return Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+
+
+def iteration_spec(**changes: Any) -> BuildSpec:
+    base: dict[str, Any] = {"iterate_from": "t-earlier-build", "start": "true", "port": 8080, "files": {"a.txt": "a"}}
+    return BuildSpec.model_validate({**base, **changes})
+
+
+def context(
+    redis: Redis, build_id: str, sandbox_id: str, spec: BuildSpec, runtime: Any, *, record: Redis | None = None
+) -> StageContext:
+    """A step's context; ``record``: the Redis the step's bookkeeping uses (the stream always the real one)."""
+    state = ExecutionState(build_id=build_id, spec_ref="local://spec", sandbox_id=sandbox_id)
+    streamer = LogStreamer(redis, build_id, phase="cleanup")
+    return StageContext(state, spec, streamer, record or redis, get_settings(), runtime_factory=lambda *a, **k: runtime)
+
+
+async def streamed(redis: Redis, build_id: str) -> list[str]:
+    return [entry_record(i, f)["text"] for i, f in await redis.xrange(logs_key(build_id))]
+
+
+# -- finding 1: Cleanup of a failed iteration never kills the sandbox on doubt --------------------
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_cleanup_of_an_iteration_keeps_the_sandbox_when_redis_is_down(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN a failed iteration whose Cleanup cannot reach Redis for the sandbox's record
+    runtime = RecordingRuntime(sandbox_id)
+    broken = unreachable_redis()
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), runtime, record=broken)
+    # WHEN Cleanup runs
+    await steps.cleanup(ctx)
+    await ctx.streamer.close()
+    await broken.aclose()
+    # THEN the sandbox (serving the earlier, succeeded build) is not killed, and the log says why
+    assert runtime.killed == []
+    assert any(
+        t.startswith(f"Sandbox {sandbox_id} kept: build t-earlier-build serves")
+        for t in await streamed(redis, build_id)
+    )
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_cleanup_of_an_iteration_keeps_a_sandbox_whose_record_lacks_serving(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN a kept sandbox whose record lost its `serving` field (or never got it)
+    await lifetime.record_kept(redis, sandbox_id, time.time() + 600, 60)
+    runtime = RecordingRuntime(sandbox_id)
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), runtime)
+    # WHEN a failed iteration's Cleanup runs THEN the sandbox stays
+    await steps.cleanup(ctx)
+    await ctx.streamer.close()
+    assert runtime.killed == []
+    assert any(
+        t.startswith(f"Sandbox {sandbox_id} kept: build t-earlier-build") for t in await streamed(redis, build_id)
+    )
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+@pytest.mark.parametrize("gone", ["lapsed", "killed"])
+async def test_cleanup_of_an_iteration_kills_a_sandbox_the_record_says_is_over(
+    redis: Redis, build_id: str, sandbox_id: str, gone: str
+) -> None:
+    # GIVEN the record positively says the keep-alive lapsed (or the sandbox was killed)
+    await lifetime.record_kept(redis, sandbox_id, time.time() + (-1 if gone == "lapsed" else 600), 60)
+    await lifetime.record_fields(redis, sandbox_id, {lifetime.SandboxField.SERVING: "t-earlier-build"})
+    if gone == "killed":
+        await lifetime.record_killed(redis, sandbox_id)
+    runtime = RecordingRuntime(sandbox_id)
+    # WHEN a failed iteration's Cleanup runs THEN it kills the sandbox
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), runtime)
+    await steps.cleanup(ctx)
+    await ctx.streamer.close()
+    assert runtime.killed == [sandbox_id]
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_cleanup_of_a_first_build_without_a_record_still_kills(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN a failed first build (no iteration) whose sandbox has no record
+    runtime = RecordingRuntime(sandbox_id)
+    ctx = context(redis, build_id, sandbox_id, BuildSpec(start="true", port=8080), runtime)
+    # WHEN Cleanup runs THEN it kills, as before iterations existed
+    await steps.cleanup(ctx)
+    await ctx.streamer.close()
+    assert runtime.killed == [sandbox_id]
+
+
+async def test_provision_of_an_iteration_records_iterate_from_for_the_archiver(
+    redis: Redis, build_id: str, sandbox_id: str, cleanup_keys: None
+) -> None:
+    # GIVEN an iteration's Provision reconnecting to a sandbox
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), ReconnectingRuntime(sandbox_id))
+    # WHEN it runs THEN the build's meta hash says which build it iterates from
+    await steps.provision(ctx)
+    await ctx.streamer.close()
+    assert await redis.hget(meta_key(build_id), "iterate_from") == "t-earlier-build"
+    assert await redis.hget(meta_key(build_id), "sandbox_id") == sandbox_id
+
+
+@dataclass
+class ReconnectingRuntime(RecordingRuntime):
+    """Reconnects and extends (Provision of an iteration)."""
+
+    extended: list[int] = field(default_factory=list)
+
+    @property
+    def workspace(self) -> str:
+        return "/app"
+
+    async def start(self) -> None:
+        return None
+
+    async def extend(self, seconds: int) -> None:
+        self.extended.append(seconds)
