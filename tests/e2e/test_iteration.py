@@ -143,6 +143,26 @@ def test_a_failed_iteration_keeps_the_earlier_preview_and_sandbox(stack: LocalSt
     assert fetch_text(f"{preview}/index.html") == NEW_PAGE
 
 
+def test_a_failed_install_in_an_iteration_makes_the_next_iteration_install_again(
+    stack: LocalStack, redis_url: str
+) -> None:
+    # GIVEN a succeeded build whose install wrote deps.txt
+    first, sandbox_id, _preview = first_build(stack, install="echo v1 > deps.txt")
+    assert (workspace(sandbox_id) / "deps.txt").read_text() == "v1\n"
+    # AND an iteration whose install breaks the tree and fails
+    broken = iterate(stack, first, install="echo broken > deps.txt; exit 1")
+    assert stack.describe(broken)["status"] == "FAILED"
+    assert (workspace(sandbox_id) / "deps.txt").read_text() == "broken\n"
+    # WHEN the next iteration from the first build (its install command, its manifests) runs
+    fixed = iterate(stack, first, files={"public/index.html": NEW_PAGE})
+    # THEN it runs Install again (the failed one left no fingerprint to skip on) and repairs the tree
+    assert stack.describe(fixed)["status"] == "SUCCEEDED"
+    install = texts(stream_records(redis_url, fixed), phase="install")
+    assert SKIPPED_LINE not in install
+    assert "Installing again: no earlier install in this sandbox" in install
+    assert (workspace(sandbox_id) / "deps.txt").read_text() == "v1\n"
+
+
 def test_iterating_from_a_failed_unknown_running_or_gone_build_is_refused(
     stack: LocalStack, redis_url: str, tmp_path: Path
 ) -> None:

@@ -196,12 +196,24 @@ async def install(ctx: StageContext) -> dict[str, Any]:
             ctx.skipped = True
             return {}
         await ctx.streamer.write_event(f"Installing again: {', '.join(reasons)}")
-    changes = await _run(ctx, "install", ctx.spec.install, "install")
+    # What the last Install ran against no longer holds once this one starts: a failed (or cut
+    # short) Install must not leave it, or the next iteration would skip Install on a broken tree.
+    # A failed clear is not fatal: Install runs anyway, and the record is cleared again on failure.
+    await _forget_install(ctx, runtime.sandbox_id)
+    try:
+        changes = await _run(ctx, "install", ctx.spec.install, "install")
+    except BaseException:
+        await _forget_install(ctx, runtime.sandbox_id)
+        raise
     recorded = json.dumps(fingerprint, sort_keys=True)
     await _record(
         ctx, lambda: lifetime.record_fields(ctx.redis, runtime.sandbox_id, {lifetime.SandboxField.INSTALL: recorded})
     )
     return changes
+
+
+async def _forget_install(ctx: StageContext, sandbox_id: str) -> None:
+    await _record(ctx, lambda: ctx.redis.hdel(keys.sandbox_key(sandbox_id), lifetime.SandboxField.INSTALL))
 
 
 async def build(ctx: StageContext) -> dict[str, Any]:
