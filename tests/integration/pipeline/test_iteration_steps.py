@@ -3,16 +3,19 @@ record is missing, half there or unreadable, and when the sandbox itself is in a
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from buildlogs.errors import SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key, sandbox_files_key, sandbox_key, sandbox_lease_key
 from buildlogs.pipeline import lifetime, steps
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
+from buildlogs.pipeline.sandbox.local import LocalSandboxRuntime
 from buildlogs.pipeline.steps import StageContext
 from buildlogs.settings import get_settings
 from buildlogs.stream.entries import entry_record
@@ -169,3 +172,68 @@ class ReconnectingRuntime(RecordingRuntime):
 
     async def extend(self, seconds: int) -> None:
         self.extended.append(seconds)
+
+
+# -- finding 3: Scaffold deletes without a files record; a half-failed one leaves no stale hashes ---
+
+
+class FailingWrites(LocalSandboxRuntime):
+    """A local sandbox whose file writes fail (the sandbox went away half way through Scaffold)."""
+
+    async def write_files(self, files: Mapping[str, str]) -> list[str]:
+        raise SandboxUnavailable("lost the sandbox while writing files")
+
+
+async def local_sandbox(
+    workdir: Path, files: Mapping[str, str], runtime_type: type[LocalSandboxRuntime] = LocalSandboxRuntime
+) -> LocalSandboxRuntime:
+    runtime = LocalSandboxRuntime(workdir)
+    await runtime.start()
+    await runtime.write_files(files)
+    return runtime_type(workdir, runtime.sandbox_id)
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_scaffold_deletes_the_deleted_paths_when_the_files_record_is_missing(
+    redis: Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN a sandbox holding README.md and no record of its files (evicted, lost)
+    runtime = await local_sandbox(tmp_path, {"README.md": "readme", "a.txt": "a"})
+    spec = iteration_spec(files={"a.txt": "a"}, deleted=["README.md"])
+    ctx = context(redis, build_id, runtime.sandbox_id, spec, runtime)
+    try:
+        # WHEN an iteration deleting README.md scaffolds
+        await steps.scaffold(ctx)
+        await ctx.streamer.close()
+        # THEN README.md is gone, and the log says so
+        assert not (Path(runtime.workspace) / "README.md").exists()
+        assert "  - README.md" in await streamed(redis, build_id)
+        assert await lifetime.file_hashes(redis, runtime.sandbox_id) == {"a.txt": lifetime.content_hash("a")}
+    finally:
+        await runtime.kill()
+        await redis.delete(sandbox_files_key(runtime.sandbox_id))
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_a_scaffold_failing_half_way_leaves_no_stale_hash_of_the_paths_it_was_changing(
+    redis: Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN a sandbox whose record says a.txt is "old" and b.txt "b"
+    runtime = await local_sandbox(tmp_path, {"a.txt": "old", "b.txt": "b", "c.txt": "c"}, FailingWrites)
+    await lifetime.record_files(
+        redis, runtime.sandbox_id, {"a.txt": "old", "b.txt": "b", "c.txt": "c"}, (), replace=True
+    )
+    spec = iteration_spec(files={"a.txt": "new", "b.txt": "b"}, deleted=["c.txt"])
+    ctx = context(redis, build_id, runtime.sandbox_id, spec, runtime)
+    try:
+        # WHEN the iteration's Scaffold fails while writing the change
+        with pytest.raises(SandboxUnavailable):
+            await steps.scaffold(ctx)
+        await ctx.streamer.close()
+        # THEN the record no longer claims a.txt is "old" nor c.txt is there (the next try writes them);
+        # the untouched b.txt keeps its hash
+        hashes = await lifetime.file_hashes(redis, runtime.sandbox_id)
+        assert hashes == {"b.txt": lifetime.content_hash("b")}
+    finally:
+        await runtime.kill()
+        await redis.delete(sandbox_files_key(runtime.sandbox_id))

@@ -209,6 +209,17 @@ async def record_files(
         await redis.expire(key, ttl)
 
 
+async def forget_files(redis: RedisClient, sandbox_id: str, paths: Iterable[str] | None) -> None:
+    """Forget the recorded hashes of ``paths`` (``None``: of every file) before the disk changes."""
+    key = sandbox_files_key(sandbox_id)
+    if paths is None:
+        await redis.delete(key)
+        return
+    names = list(paths)
+    if names:
+        await redis.hdel(key, *names)
+
+
 async def acquire_lease(redis: RedisClient, sandbox_id: str, build_id: str) -> str | None:
     """Take the sandbox's iteration lease for ``build_id``; ``None`` if taken, else the holder (``build_id``).
 
@@ -262,6 +273,7 @@ __all__ = [
     "acquire_lease",
     "content_hash",
     "file_hashes",
+    "forget_files",
     "gone_or_lapsed",
     "install_changes",
     "install_fingerprint",

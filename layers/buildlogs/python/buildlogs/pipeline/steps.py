@@ -135,23 +135,37 @@ async def _record(ctx: StageContext, write: Callable[[], Awaitable[object]]) -> 
 
 async def scaffold(ctx: StageContext) -> dict[str, Any]:
     """Write the spec's files into the sandbox's work directory; an iteration writes and deletes only
-    what differs from the files on the sandbox's disk (as recorded)."""
+    what differs from the files on the sandbox's disk (as recorded), and always deletes its ``deleted``.
+
+    The record never runs ahead of the disk: the hashes of the paths about to change are forgotten
+    before the disk is touched and the new ones written after, so a Scaffold that fails half way
+    leaves those paths unknown (the next iteration writes them), never stale.
+    """
     runtime = await ctx.sandbox()
     files = ctx.spec.files
+    sandbox_id = runtime.sandbox_id
     before = None
     if ctx.spec.is_iteration:
-        before = await _recorded(ctx, lambda: lifetime.file_hashes(ctx.redis, runtime.sandbox_id))
+        before = await _recorded(ctx, lambda: lifetime.file_hashes(ctx.redis, sandbox_id))
         if before is None:
             await ctx.streamer.write_event("No record of the sandbox's files: writing every file")
     if before is None:
+        deleted = sorted(set(ctx.spec.deleted))
+        await _record(ctx, lambda: lifetime.forget_files(ctx.redis, sandbox_id, None))
         await runtime.write_files(files)
+        await runtime.remove_files(deleted)
         for path, text in sorted(files.items()):
             await ctx.streamer.write_event(f"  + {path} ({_size(text)} bytes)")
-        await _record(ctx, lambda: lifetime.record_files(ctx.redis, runtime.sandbox_id, files, (), replace=True))
-        await ctx.streamer.write_event(f"Wrote {len(files)} files to {runtime.workspace}")
+        for path in deleted:
+            await ctx.streamer.write_event(f"  - {path}")
+        await _record(ctx, lambda: lifetime.record_files(ctx.redis, sandbox_id, files, (), replace=True))
+        await ctx.streamer.write_event(
+            f"Wrote {len(files)} files to {runtime.workspace}" + (f", deleted {len(deleted)}" if deleted else "")
+        )
         return {}
     changed = {path: text for path, text in files.items() if before.get(path) != lifetime.content_hash(text)}
-    deleted = sorted(path for path in before if path not in files)
+    deleted = sorted({path for path in before if path not in files} | set(ctx.spec.deleted))
+    await _record(ctx, lambda: lifetime.forget_files(ctx.redis, sandbox_id, [*changed, *deleted]))
     await runtime.write_files(changed)
     await runtime.remove_files(deleted)
     for path, text in sorted(changed.items()):
@@ -159,7 +173,7 @@ async def scaffold(ctx: StageContext) -> dict[str, Any]:
         await ctx.streamer.write_event(f"  {mark} {path} ({_size(text)} bytes)")
     for path in deleted:
         await ctx.streamer.write_event(f"  - {path}")
-    await _record(ctx, lambda: lifetime.record_files(ctx.redis, runtime.sandbox_id, changed, deleted, replace=False))
+    await _record(ctx, lambda: lifetime.record_files(ctx.redis, sandbox_id, changed, deleted, replace=False))
     unchanged = len(files) - len(changed)
     await ctx.streamer.write_event(
         f"Iteration: wrote {len(changed)} changed files, deleted {len(deleted)} ({unchanged} unchanged) "
