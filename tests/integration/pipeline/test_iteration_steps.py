@@ -1,7 +1,9 @@
 """The iteration steps one by one (issue 12), with a real Redis: what they do when the sandbox's
 record is missing, half there or unreadable, and when the sandbox itself is in an odd state."""
 
+import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.errors import SandboxUnavailable
+from buildlogs.errors import CommandFailed, SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key, sandbox_files_key, sandbox_key, sandbox_lease_key
 from buildlogs.pipeline import lifetime, steps
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
@@ -20,7 +22,7 @@ from buildlogs.pipeline.steps import StageContext
 from buildlogs.settings import get_settings
 from buildlogs.stream.entries import entry_record
 from buildlogs.stream.streamer import LogStreamer
-from tests.support.sandbox import free_port
+from tests.support.sandbox import eventually, free_port
 
 
 @dataclass
@@ -237,3 +239,69 @@ async def test_a_scaffold_failing_half_way_leaves_no_stale_hash_of_the_paths_it_
     finally:
         await runtime.kill()
         await redis.delete(sandbox_files_key(runtime.sandbox_id))
+
+
+# -- finding 4: an iteration's Start without a recorded pid never takes the old server for the new ----
+
+SERVER = (
+    "import http.server, os\n"
+    "http.server.test(http.server.SimpleHTTPRequestHandler, port=int(os.environ['PORT']), bind='127.0.0.1')\n"
+)
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_start_of_an_iteration_stops_an_unrecorded_server_holding_the_port(
+    redis: Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN a sandbox whose earlier dev server serves v1 on the port, and no record of its pid
+    port = free_port()
+    runtime = await local_sandbox(tmp_path, {"server.py": SERVER, "index.html": "v1"})
+    old = await runtime.run_background("python3 -u server.py", envs={"PORT": str(port)})
+    await eventually(lambda: runtime.port_open(port), what="the earlier server's port")
+    try:
+        await runtime.write_files({"index.html": "v2"})
+        spec = iteration_spec(files={"server.py": SERVER, "index.html": "v2"}, start="python3 -u server.py", port=port)
+        ctx = context(redis, build_id, runtime.sandbox_id, spec, runtime)
+        # WHEN the iteration's Start runs
+        result = await steps.start(ctx)
+        await ctx.streamer.close()
+        # THEN the old server was stopped and a new one (a new pid) serves the change
+        assert old.exit_code is not None
+        assert fetch(f"{result['preview_url']}/index.html") == "v2"
+        pid = (await lifetime.read_state(redis, runtime.sandbox_id)).server_pid
+        assert pid not in (None, old.pid)
+        assert any(
+            t.startswith(f"Port {port} is open and no dev server is recorded") for t in await streamed(redis, build_id)
+        )
+    finally:
+        await runtime.kill()
+        await redis.delete(sandbox_key(runtime.sandbox_id))
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_start_of_an_iteration_fails_clearly_when_something_outside_holds_the_port(
+    redis: Redis, build_id: str, tmp_path: Path
+) -> None:
+    # GIVEN the port held by a listener that is no process of the sandbox
+    runtime = await local_sandbox(tmp_path, {"server.py": SERVER})
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        spec = iteration_spec(
+            files={"server.py": SERVER}, start="python3 -u server.py", port=port, timeouts={"start": 1}
+        )
+        ctx = context(redis, build_id, runtime.sandbox_id, spec, runtime)
+        try:
+            # WHEN the iteration's Start runs THEN it fails, saying the port is still held; no server started
+            with pytest.raises(CommandFailed, match=f"port {port} is still held .* cannot take it"):
+                await steps.start(ctx)
+            await ctx.streamer.close()
+            assert (await lifetime.read_state(redis, runtime.sandbox_id)).server_pid is None
+        finally:
+            await runtime.kill()

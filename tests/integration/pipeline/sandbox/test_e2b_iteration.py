@@ -125,3 +125,36 @@ async def stop_recorded_server(redis: Redis, tmp_path: Path) -> None:
         await runtime.start()
         await runtime.stop_process(pid)
         await runtime.close()
+
+
+async def test_an_iteration_without_a_recorded_pid_stops_the_server_on_the_port(
+    fake_envd: FakeEnvdServer,
+    e2b_debug: None,
+    clean_sandbox_record: None,
+    redis: Redis,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    settings = Settings(redis_url=redis_url, sandbox_runtime="e2b", log_flush_interval_ms=1)
+    # GIVEN a first build in an E2B sandbox serving v1, whose record lost the dev server's pid
+    spec = BuildSpec(
+        files={"build.py": BUILD, "server.py": SERVER, "public/index.html": "v1"},
+        build="python3 -u build.py",
+        start="python3 -u server.py",
+        port=free_port(),
+        healthcheck_path="/index.html",
+    )
+    first, state = await run_build(redis, settings, tmp_path, spec)
+    await redis.hdel(sandbox_key(DEBUG_SANDBOX), "server_pid")
+    try:
+        # WHEN an iteration changes the page
+        change = BuildSpec(iterate_from=first, files={"public/index.html": "v2"})
+        second, state = await run_build(
+            redis, settings, tmp_path, change.resolved_iteration(spec), sandbox_id=DEBUG_SANDBOX, iterate_from=first
+        )
+        # THEN Start stopped the server on the port (not taking it for the new one) and the preview serves v2
+        start = await texts(redis, second, "start")
+        assert any(t.startswith(f"Port {spec.port} is open and no dev server is recorded") for t in start)
+        assert page(state["preview_url"]) == "v2"
+    finally:
+        await stop_recorded_server(redis, tmp_path)

@@ -32,6 +32,7 @@ from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
 
 HEALTH_POLL_INTERVAL_S = 0.5
+UNKNOWN_SERVER_STOP_TIMEOUT_S = 10.0  # an unrecorded server's port must close this soon once stopped
 HEALTH_REQUEST_TIMEOUT_S = 5.0
 # Healthy: 2xx and 3xx. A 4xx fails at once; 5xx (and no answer) are retried until the timeout.
 HTTP_OK_MIN, HTTP_OK_END, HTTP_RETRYABLE_MIN = 200, 400, 500
@@ -255,6 +256,19 @@ async def start(ctx: StageContext) -> dict[str, Any]:
                 lambda: ctx.redis.hdel(keys.sandbox_key(runtime.sandbox_id), lifetime.SandboxField.SERVER_PID),
             )
             await _wait_for_port_closed(runtime, port, ctx.spec.timeout_for("start"))
+        elif await runtime.port_open(port):
+            # No pid names the server on the port (the record lost it): it is the earlier build's,
+            # in our sandbox. An open port must never pass for the new server: stop it, or fail.
+            await ctx.streamer.write_event(
+                f"Port {port} is open and no dev server is recorded on it: stopping the sandbox's background processes"
+            )
+            await runtime.stop_background_processes()
+            await _wait_for_port_closed(
+                runtime,
+                port,
+                min(ctx.spec.timeout_for("start"), UNKNOWN_SERVER_STOP_TIMEOUT_S),
+                why="after stopping every process of the sandbox: the new dev server cannot take it",
+            )
     await ctx.streamer.write_event(f"$ {ctx.spec.start}")
     process = await runtime.start_dev_server(
         "",
@@ -276,12 +290,18 @@ async def start(ctx: StageContext) -> dict[str, Any]:
     return {"preview_url": url}
 
 
-async def _wait_for_port_closed(runtime: SandboxRuntime, port: int, timeout: float) -> None:  # noqa: ASYNC109
+async def _wait_for_port_closed(
+    runtime: SandboxRuntime,
+    port: int,
+    timeout: float,  # noqa: ASYNC109
+    why: str = "",
+) -> None:
     """The stopped server's port is free again (or ``CommandFailed`` after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while await runtime.port_open(port):
         if time.monotonic() >= deadline:
-            raise CommandFailed(f"the earlier dev server still holds port {port} after {timeout:g}s")
+            reason = f" {why}" if why else ""
+            raise CommandFailed(f"port {port} is still held after {timeout:g}s{reason}")
         await asyncio.sleep(PORT_POLL_INTERVAL_S)
 
 

@@ -247,6 +247,16 @@ class E2BSandboxRuntime(DevServerMixin):
         except SandboxException as exc:
             raise SandboxUnavailable(f"could not stop process {pid} in the sandbox: {exc}") from exc
 
+    async def stop_background_processes(self) -> None:
+        """SIGKILL every process envd runs in the sandbox (its ``commands.list()``): all of them are ours."""
+        try:
+            for info in await self._sbx.commands.list():
+                await self._sbx.commands.kill(info.pid)  # False: it ended meanwhile
+        except SandboxException as exc:
+            raise SandboxUnavailable(f"could not stop the processes of sandbox {self.sandbox_id}: {exc}") from exc
+        for process in self._background:
+            await process.detach()
+
     async def extend(self, seconds: int) -> None:
         """``set_timeout``: E2B keeps the sandbox ``seconds`` from now (instead of its earlier deadline)."""
         try:

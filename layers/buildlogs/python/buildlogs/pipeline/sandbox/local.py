@@ -367,6 +367,14 @@ class LocalSandboxRuntime(DevServerMixin):
             if process.pid == pid:
                 await process.detach()
 
+    async def stop_background_processes(self) -> None:
+        """Kill the process group of every background command this sandbox started (never another pid)."""
+        pids = self._meta_dir / "pids"
+        groups = [int(line) for line in pids.read_text().split()] if pids.exists() else []
+        await asyncio.gather(*(_kill_group(pgid) for pgid in groups))
+        for process in self._background:
+            await process.detach()
+
     async def extend(self, seconds: int) -> None:
         """Nothing to do: a local sandbox lives until it is killed (the local run reaps it at exit)."""
 

@@ -144,6 +144,10 @@ class SandboxRuntime(Protocol):
     async def stop_process(self, pid: int) -> None:
         """Stop a background process this sandbox started (by its pid, as recorded), and its children."""
 
+    async def stop_background_processes(self) -> None:
+        """Stop every background process running in the sandbox (the dev servers it holds; an
+        iteration's Start does this when the port is open and no recorded pid names its server)."""
+
     async def extend(self, seconds: int) -> None:
         """Keep the sandbox ``seconds`` from now (E2B: ``set_timeout``); the local one is kept until reaped."""
 
