@@ -26,6 +26,7 @@ from infra.config import StackSettings
 from infra.constants import (
     API_FUNCTION,
     ARCHIVE_PREFIX,
+    ENV_EXECUTION_TIMEOUT_SECONDS,
     ENV_LOG_ARCHIVE_BUCKET,
     ENV_SOURCES_BUCKET,
     ENV_STATE_MACHINE_ARN,
@@ -149,6 +150,8 @@ class Api(Construct):
             environment={
                 ENV_STATE_MACHINE_ARN: self._state_machine.state_machine_arn,
                 ENV_SOURCES_BUCKET: self._bucket.bucket_name,
+                # The iteration lease outlives any execution (the state machine's timeout).
+                ENV_EXECUTION_TIMEOUT_SECONDS: str(self._settings.execution_timeout_minutes * 60),
                 ENV_LOG_ARCHIVE_BUCKET: self._bucket.bucket_name if self._settings.archive_enabled else "",
             },
         )

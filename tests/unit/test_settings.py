@@ -17,6 +17,7 @@ DEFAULTS = {
     "log_flush_interval_ms": 5,
     "state_machine_arn": "",
     "sources_bucket": "",
+    "execution_timeout_seconds": 10_800,
     "archive_sweep_lookback_minutes": 120,
     "e2b_api_key_secret_arn": "",
     "e2b_api_key": "",
@@ -34,6 +35,7 @@ MINIMUMS = {
     "LOG_FLUSH_LINES": 1,
     "LOG_FLUSH_INTERVAL_MS": 0,
     "ARCHIVE_SWEEP_LOOKBACK_MINUTES": 1,
+    "EXECUTION_TIMEOUT_SECONDS": 60,
     "SANDBOX_KEEP_ALIVE_SECONDS": 60,
 }
 
@@ -70,6 +72,7 @@ def test_each_variable_sets_its_field() -> None:
         "LOG_FLUSH_INTERVAL_MS": "0",
         "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:Builds",
         "SOURCES_BUCKET": "sources",
+        "EXECUTION_TIMEOUT_SECONDS": "3600",
         "ARCHIVE_SWEEP_LOOKBACK_MINUTES": "30",
         "E2B_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2b",
         "E2B_API_KEY": "e2b_key",
@@ -93,6 +96,7 @@ def test_each_variable_sets_its_field() -> None:
         "log_flush_interval_ms": 0,
         "state_machine_arn": "arn:aws:states:eu-west-1:123456789012:stateMachine:Builds",
         "sources_bucket": "sources",
+        "execution_timeout_seconds": 3600,
         "archive_sweep_lookback_minutes": 30,
         "e2b_api_key_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:e2b",
         "e2b_api_key": "e2b_key",

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     log_flush_interval_ms: int = Field(5, ge=0, validation_alias="LOG_FLUSH_INTERVAL_MS")
     state_machine_arn: str = Field("", validation_alias="STATE_MACHINE_ARN")
     sources_bucket: str = Field("", validation_alias="SOURCES_BUCKET")
+    # The state machine's execution timeout (infra's execution_timeout_minutes): an iteration's lease lasts as long.
+    execution_timeout_seconds: int = Field(10_800, ge=60, validation_alias="EXECUTION_TIMEOUT_SECONDS")
     archive_sweep_lookback_minutes: int = Field(120, ge=1, validation_alias="ARCHIVE_SWEEP_LOOKBACK_MINUTES")
     e2b_api_key_secret_arn: str = Field("", validation_alias="E2B_API_KEY_SECRET_ARN")
     e2b_api_key: str = Field("", validation_alias="E2B_API_KEY")

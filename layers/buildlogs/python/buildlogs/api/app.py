@@ -573,6 +573,7 @@ async def _submit_iteration(spec: BuildSpec) -> str:
             state_machine_arn=settings.state_machine_arn,
             bucket=settings.sources_bucket,
             request=spec,
+            lease_seconds=settings.execution_timeout_seconds,
         )
 
 

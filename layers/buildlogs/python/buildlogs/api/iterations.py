@@ -20,10 +20,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.api.builds import BuildNotFound, find_execution, new_build_id, submit_build
 from buildlogs.keys import MetaField, meta_key, spec_key
+from buildlogs.observability import logger
 from buildlogs.pipeline import lifetime
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.pipeline.spec_store import S3SpecStore
-from buildlogs.statuses import ExecutionStatus
+from buildlogs.statuses import RUNNING, ExecutionStatus
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 NOT_SUCCEEDED = "not_succeeded"
 SANDBOX_GONE = "sandbox_gone"
 ITERATION_RUNNING = "iteration_running"
+# A lease whose holder has no execution yet may be a submit in flight (lease taken, StartExecution
+# not yet called): it is taken over only once it is older than this.
+START_GRACE_SECONDS = 60
 
 
 class IterationRefused(Exception):
@@ -63,8 +67,14 @@ async def submit_iteration(
     state_machine_arn: str,
     bucket: str,
     request: BuildSpec,
+    lease_seconds: int = lifetime.LEASE_SECONDS,
 ) -> str:
-    """Start the iteration build ``request`` asks for; its build id."""
+    """Start the iteration build ``request`` asks for; its build id.
+
+    ``lease_seconds``: how long the sandbox's iteration lease lasts (the state machine's execution
+    timeout: it never expires under a running iteration). A lease held by a build whose execution
+    is no longer running (it ended without giving it back) is taken over.
+    """
     earlier_id = request.iterate_from
     if earlier_id is None:
         raise ValueError("not an iteration request")
@@ -88,11 +98,8 @@ async def submit_iteration(
     if state is None or not state.alive():
         raise IterationRefused(SANDBOX_GONE, f"the sandbox of build {earlier_id} is no longer kept")
     spec = _resolve(request, S3SpecStore(bucket, s3), bucket, earlier_id)
-    if await lifetime.acquire_lease(redis, sandbox_id, build_id) is None:
-        holder = await lifetime.lease_holder(redis, sandbox_id)
-        raise IterationRefused(
-            ITERATION_RUNNING, f"build {holder or 'another iteration'} is iterating in the sandbox of {earlier_id}"
-        )
+    if await lifetime.acquire_lease(redis, sandbox_id, build_id, lease_seconds) is None:
+        await _take_over_or_refuse(redis, sfn, state_machine_arn, sandbox_id, build_id, earlier_id, lease_seconds)
     try:
         return submit_build(
             sfn,
@@ -105,6 +112,38 @@ async def submit_iteration(
     except BaseException:
         await lifetime.release_lease(redis, sandbox_id, build_id)
         raise
+
+
+async def _take_over_or_refuse(
+    redis: "Redis | RedisCluster",
+    sfn: "SFNClient",
+    state_machine_arn: str,
+    sandbox_id: str,
+    build_id: str,
+    earlier_id: str,
+    lease_seconds: int,
+) -> None:
+    """The lease is held: take it over if its holder's execution has ended (whatever the TTL says),
+    else ``IterationRefused(iteration_running)``. Compare-and-set: two requests never both win."""
+    holder = await lifetime.lease_holder(redis, sandbox_id)
+    if holder is None and await lifetime.acquire_lease(redis, sandbox_id, build_id, lease_seconds) is not None:
+        return  # given back meanwhile
+    if holder is not None:
+        execution = find_execution(sfn, state_machine_arn, holder)
+        if execution is not None:
+            ended = execution.status not in RUNNING
+        else:  # never started, or a submit in flight: ended once the lease is older than the grace
+            age = await lifetime.lease_age(redis, sandbox_id, lease_seconds)
+            ended = age is not None and age > START_GRACE_SECONDS
+        if ended and await lifetime.take_over_lease(redis, sandbox_id, holder, build_id, lease_seconds):
+            logger.info(
+                "iteration lease taken over from an ended build",
+                extra={"sandbox_id": sandbox_id, "holder": holder, "status": execution.status if execution else None},
+            )
+            return
+    raise IterationRefused(
+        ITERATION_RUNNING, f"build {holder or 'another iteration'} is iterating in the sandbox of {earlier_id}"
+    )
 
 
 def _resolve(request: BuildSpec, store: S3SpecStore, bucket: str, earlier_id: str) -> BuildSpec:

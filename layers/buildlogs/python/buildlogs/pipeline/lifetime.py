@@ -29,10 +29,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.keys import sandbox_files_key, sandbox_key, sandbox_lease_key
-from buildlogs.pipeline.stages import STAGES
 
-# A lease outlives any run (the stages' timeouts): a lost release cannot block a sandbox for ever.
-LEASE_SECONDS = sum(stage.timeout_seconds for stage in STAGES)
+# A lease lasts as long as an execution may run (the state machine's timeout, EXECUTION_TIMEOUT_SECONDS,
+# whose default this is): it never expires under a running iteration. A lost release does not block
+# the sandbox that long: the API takes over a lease whose holder's execution is no longer RUNNING.
+LEASE_SECONDS = 10_800
 
 # Dependency manifests: a change to one of these (or to the install command) runs Install again.
 MANIFEST_NAMES = frozenset(
@@ -63,6 +64,11 @@ MANIFEST_NAMES = frozenset(
     }
 )
 
+# Compare-and-set: take the lease over from a holder that is known to have ended.
+_TAKE_OVER = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end "
+    "return 0"
+)
 # Compare-and-delete: release the lease only if this build holds it.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -220,16 +226,34 @@ async def forget_files(redis: RedisClient, sandbox_id: str, paths: Iterable[str]
         await redis.hdel(key, *names)
 
 
-async def acquire_lease(redis: RedisClient, sandbox_id: str, build_id: str) -> str | None:
+async def acquire_lease(
+    redis: RedisClient, sandbox_id: str, build_id: str, ttl_seconds: int = LEASE_SECONDS
+) -> str | None:
     """Take the sandbox's iteration lease for ``build_id``; ``None`` if taken, else the holder (``build_id``).
 
     Taking it again for the same build (an idempotent resubmit) succeeds.
     """
     key = sandbox_lease_key(sandbox_id)
-    if await redis.set(key, build_id, nx=True, ex=LEASE_SECONDS):
+    if await redis.set(key, build_id, nx=True, ex=ttl_seconds):
         return build_id
     holder = _text(await redis.get(key))
     return build_id if holder == build_id else None
+
+
+async def take_over_lease(
+    redis: RedisClient, sandbox_id: str, holder: str, build_id: str, ttl_seconds: int = LEASE_SECONDS
+) -> bool:
+    """Give the lease to ``build_id`` if ``holder`` still holds it (its run ended without releasing it)."""
+    taken = await redis.eval(_TAKE_OVER, 1, sandbox_lease_key(sandbox_id), holder, build_id, str(ttl_seconds))
+    return bool(taken)
+
+
+async def lease_age(redis: RedisClient, sandbox_id: str, ttl_seconds: int = LEASE_SECONDS) -> float | None:
+    """Seconds since the lease was taken (from its TTL); ``None`` without a lease."""
+    left = await redis.ttl(sandbox_lease_key(sandbox_id))
+    if not isinstance(left, int) or left < 0:
+        return None
+    return float(ttl_seconds - left)
 
 
 async def lease_holder(redis: RedisClient, sandbox_id: str) -> str | None:
@@ -278,6 +302,7 @@ __all__ = [
     "install_changes",
     "install_fingerprint",
     "is_manifest",
+    "lease_age",
     "lease_holder",
     "may_kill",
     "read_state",
@@ -286,4 +311,5 @@ __all__ = [
     "record_kept",
     "record_killed",
     "release_lease",
+    "take_over_lease",
 ]
