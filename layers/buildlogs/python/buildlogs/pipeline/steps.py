@@ -26,7 +26,7 @@ from buildlogs.observability import logger
 from buildlogs.pipeline import lifetime
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
 from buildlogs.pipeline.sandbox import create_runtime
-from buildlogs.pipeline.sandbox.protocol import PORT_POLL_INTERVAL_S, SandboxRuntime, require_success
+from buildlogs.pipeline.sandbox.protocol import SandboxRuntime, port_poll_delays, require_success
 from buildlogs.pipeline.stages import STAGES, get_stage, require_every_stage
 from buildlogs.settings import Settings
 from buildlogs.stream.streamer import LogStreamer
@@ -298,11 +298,12 @@ async def _wait_for_port_closed(
 ) -> None:
     """The stopped server's port is free again (or ``CommandFailed`` after ``timeout``)."""
     deadline = time.monotonic() + timeout
+    delays = port_poll_delays()
     while await runtime.port_open(port):
         if time.monotonic() >= deadline:
             reason = f" {why}" if why else ""
             raise CommandFailed(f"port {port} is still held after {timeout:g}s{reason}")
-        await asyncio.sleep(PORT_POLL_INTERVAL_S)
+        await asyncio.sleep(next(delays))
 
 
 async def healthcheck(ctx: StageContext) -> dict[str, Any]:

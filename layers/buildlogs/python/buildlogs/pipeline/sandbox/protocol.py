@@ -3,7 +3,7 @@
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol, TypedDict, runtime_checkable
 
 from buildlogs.errors import CommandFailed
@@ -12,7 +12,10 @@ from buildlogs.errors import CommandFailed
 OutputCallback = Callable[[str], Awaitable[object] | object]
 
 TIMEOUT_EXIT_CODE = 124  # what `timeout(1)` reports, so a timed-out command looks the same everywhere
-PORT_POLL_INTERVAL_S = 0.2
+# A port is polled fast at first, then less often: a dev server usually opens (or an old one lets
+# go of) its port within milliseconds, and a fixed 200 ms poll was most of an iteration's Start.
+PORT_POLL_FIRST_S = 0.005
+PORT_POLL_MAX_S = 0.2
 
 
 class CommandResult(TypedDict):
@@ -46,6 +49,14 @@ async def emit(callback: OutputCallback | None, chunk: str) -> None:
         await result
 
 
+def port_poll_delays() -> Iterator[float]:
+    """The pauses between port probes: 5 ms, doubling up to 200 ms, then 200 ms for ever."""
+    delay = PORT_POLL_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, PORT_POLL_MAX_S)
+
+
 class _PortProbe(Protocol):
     async def port_open(self, port: int) -> bool: ...
 
@@ -61,6 +72,7 @@ async def wait_for_port(
     Fails fast (with the exit code) when ``process`` exits before opening the port.
     """
     deadline = time.monotonic() + timeout
+    delays = port_poll_delays()
     while True:
         if process is not None and process.exit_code is not None:
             raise CommandFailed(f"the dev server exited with code {process.exit_code} before port {port} opened")
@@ -68,7 +80,7 @@ async def wait_for_port(
             return
         if time.monotonic() >= deadline:
             raise CommandFailed(f"the dev server did not open port {port} within {timeout:g}s")
-        await asyncio.sleep(PORT_POLL_INTERVAL_S)
+        await asyncio.sleep(next(delays))
 
 
 def require_success(result: CommandResult, command: str, timeout: float, what: str) -> None:
