@@ -6,6 +6,7 @@ made SUCCEEDED, with its sandbox in the output, by a thin wrapper of the Step Fu
 """
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,9 @@ from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 
 from buildlogs.api.deps import deps
-from buildlogs.keys import sandbox_files_key, sandbox_key, sandbox_lease_key
+from buildlogs.keys import sandbox_files_key, sandbox_key, sandbox_lease_key, spec_key
 from buildlogs.pipeline import lifetime
-from tests.support.api import Api, spec
+from tests.support.api import SOURCES, Api, spec
 
 
 class SucceededEarlier:
@@ -162,3 +163,16 @@ def test_a_change_that_does_not_apply_is_a_400(
     assert response.status == 400
     assert "nope.txt" in response.body["message"]
     assert holder(redis_url, sandbox_id) is None
+
+
+def test_complete_files_deletes_what_the_project_no_longer_has(
+    api: Api, redis_url: str, earlier: tuple[str, str, SucceededEarlier]
+) -> None:
+    # GIVEN an earlier build of a.txt and b.txt; b.txt deleted locally
+    first, _sandbox_id, _ = earlier
+    # WHEN the whole project (a.txt only) is sent as an iteration, complete_files set (submit --iterate-from)
+    response = api.call("POST", "/builds", {"iterate_from": first, "files": {"a.txt": "A"}, "complete_files": True})
+    # THEN the stored spec deletes b.txt and keeps a.txt's change
+    assert response.status == 202
+    stored = json.loads(api.s3.get_object(Bucket=SOURCES, Key=spec_key(response.body["build_id"]))["Body"].read())
+    assert (stored["files"], stored["deleted"]) == ({"a.txt": "A"}, ["b.txt"])

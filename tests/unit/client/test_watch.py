@@ -157,3 +157,5 @@ def test_submit_iterate_from_sends_the_project_as_an_iteration_request(tmp_path:
     assert body["iterate_from"] == "b-earlier"
     assert body["files"] == {"public/index.html": "v1", "notes.txt": "n"}
     assert "build_id" not in body
+    # AND says the files are the whole project, so the API deletes the earlier files missing here
+    assert body["complete_files"] is True

@@ -191,3 +191,22 @@ def test_an_iteration_that_does_not_apply_is_refused() -> None:
         BuildSpec.model_validate({"iterate_from": "b-1", "template": "other"}).resolved_iteration(EARLIER)
     with pytest.raises(ValueError, match="not an iteration request"):
         EARLIER.resolved_iteration(EARLIER)
+
+
+def test_complete_files_deletes_every_earlier_file_the_request_lacks() -> None:
+    # GIVEN a request carrying the whole project, without README.md (deleted locally)
+    request = BuildSpec.model_validate(
+        {"iterate_from": "b-1", "files": {"app.py": "v2", "package.json": "{}"}, "complete_files": True}
+    )
+    # WHEN it is resolved THEN README.md is deleted, the rest kept or changed
+    resolved = request.resolved_iteration(EARLIER)
+    assert resolved.files == {"app.py": "v2", "package.json": "{}"}
+    assert resolved.deleted == ["README.md"]
+    assert resolved.complete_files is False
+
+
+def test_complete_files_is_only_for_an_iteration_and_never_with_deleted() -> None:
+    with pytest.raises(ValidationError, match="complete_files is only for an iteration"):
+        BuildSpec.model_validate({"start": "x", "port": 1, "complete_files": True})
+    with pytest.raises(ValidationError, match="deleted is computed from the earlier build"):
+        BuildSpec.model_validate({"iterate_from": "b-1", "deleted": ["README.md"], "complete_files": True})

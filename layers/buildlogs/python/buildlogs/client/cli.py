@@ -375,8 +375,12 @@ def submit(rt: Runtime, spec: Path, follow: bool, iterate_from: str | None, time
     except (OSError, ValueError, ImportError) as exc:
         rt.error(f"cannot read {spec}: {exc}")
         return EXIT_API_ERROR
-    if iterate_from:  # the whole project: the API keeps what did not change (files with the same text)
-        body = {**{k: v for k, v in body.items() if k != "build_id"}, "iterate_from": iterate_from}
+    if iterate_from:  # the whole project: the API keeps what did not change and deletes what is gone
+        body = {
+            **{k: v for k, v in body.items() if k != "build_id"},
+            "iterate_from": iterate_from,
+            "complete_files": True,
+        }
     view = rt.view(timestamps=timestamps, json_lines=json_lines)
     client = rt.client(view)
     result = client.submit(body)

@@ -53,6 +53,9 @@ class BuildSpec(BaseModel):
     template: str = "base"
     files: dict[str, str] = Field(default_factory=dict)
     deleted: list[str] = Field(default_factory=list)
+    # An iteration request whose ``files`` are the whole project: every file of the earlier build
+    # not among them is deleted (the API computes ``deleted``; ``buildlogs submit --iterate-from``).
+    complete_files: bool = False
     install: str | None = None
     build: str | None = None
     start: str = Field(default="", validate_default=True)  # required unless iterate_from
@@ -135,6 +138,10 @@ class BuildSpec(BaseModel):
 
     @model_validator(mode="after")
     def _iteration_consistent(self) -> "BuildSpec":
+        if self.complete_files and self.iterate_from is None:
+            raise ValueError("complete_files is only for an iteration build (with iterate_from)")
+        if self.complete_files and self.deleted:
+            raise ValueError("with complete_files, deleted is computed from the earlier build: leave it out")
         both = sorted(set(self.deleted) & set(self.files))
         if both:
             raise ValueError(f"a path cannot be both in files and deleted: {both[0][:80]!r}")
@@ -160,15 +167,18 @@ class BuildSpec(BaseModel):
         unknown = sorted(path for path in self.deleted if path not in earlier.files)
         if unknown:
             raise ValueError(f"deleted: {unknown[0][:80]!r} is not a file of build {self.iterate_from}")
-        files = {path: text for path, text in earlier.files.items() if path not in set(self.deleted)}
+        deleted = list(self.deleted)
+        if self.complete_files:  # the request's files are the project: the earlier ones it lacks are gone
+            deleted = sorted(path for path in earlier.files if path not in self.files)
+        files = {path: text for path, text in earlier.files.items() if path not in set(deleted)}
         files.update(self.files)
-        inherited = {"build_id", "iterate_from", "files", "deleted"}
+        inherited = {"build_id", "iterate_from", "files", "deleted", "complete_files"}
         changes = {name: getattr(self, name) for name in self.model_fields_set - inherited}
         merged = {
-            **earlier.model_dump(exclude={"build_id", "iterate_from", "deleted"}),
+            **earlier.model_dump(exclude={"build_id", "iterate_from", "deleted", "complete_files"}),
             **changes,
             "files": files,
-            "deleted": list(self.deleted),
+            "deleted": deleted,
             "build_id": self.build_id,
             "iterate_from": self.iterate_from,
         }
