@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from buildlogs.errors import CommandFailed, SandboxUnavailable
+from buildlogs.errors import CommandFailed, SandboxGone, SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key, sandbox_files_key, sandbox_key, sandbox_lease_key
 from buildlogs.pipeline import lifetime, steps
 from buildlogs.pipeline.models import BuildSpec, ExecutionState
@@ -117,21 +117,35 @@ async def test_cleanup_of_an_iteration_keeps_a_sandbox_whose_record_lacks_servin
 
 
 @pytest.mark.usefixtures("cleanup_keys")
-@pytest.mark.parametrize("gone", ["lapsed", "killed"])
-async def test_cleanup_of_an_iteration_kills_a_sandbox_the_record_says_is_over(
-    redis: Redis, build_id: str, sandbox_id: str, gone: str
+async def test_cleanup_of_an_iteration_kills_a_sandbox_whose_keep_alive_lapsed(
+    redis: Redis, build_id: str, sandbox_id: str
 ) -> None:
-    # GIVEN the record positively says the keep-alive lapsed (or the sandbox was killed)
-    await lifetime.record_kept(redis, sandbox_id, time.time() + (-1 if gone == "lapsed" else 600), 60)
+    # GIVEN the record positively says the keep-alive lapsed
+    await lifetime.record_kept(redis, sandbox_id, time.time() - 1, 60)
     await lifetime.record_fields(redis, sandbox_id, {lifetime.SandboxField.SERVING: "t-earlier-build"})
-    if gone == "killed":
-        await lifetime.record_killed(redis, sandbox_id)
     runtime = RecordingRuntime(sandbox_id)
     # WHEN a failed iteration's Cleanup runs THEN it kills the sandbox
     ctx = context(redis, build_id, sandbox_id, iteration_spec(), runtime)
     await steps.cleanup(ctx)
     await ctx.streamer.close()
     assert runtime.killed == [sandbox_id]
+    assert (await lifetime.read_state(redis, sandbox_id)).killed
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_cleanup_of_an_iteration_whose_sandbox_is_recorded_killed_has_nothing_to_kill(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN the record says the sandbox was killed (or E2B reported it gone)
+    await lifetime.record_kept(redis, sandbox_id, time.time() + 600, 60)
+    await lifetime.record_killed(redis, sandbox_id)
+    runtime = RecordingRuntime(sandbox_id)
+    # WHEN a failed iteration's Cleanup runs THEN it says so and kills nothing
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), runtime)
+    await steps.cleanup(ctx)
+    await ctx.streamer.close()
+    assert runtime.killed == []
+    assert f"Sandbox {sandbox_id} is gone already" in await streamed(redis, build_id)
 
 
 @pytest.mark.usefixtures("cleanup_keys")
@@ -305,3 +319,32 @@ async def test_start_of_an_iteration_fails_clearly_when_something_outside_holds_
             assert (await lifetime.read_state(redis, runtime.sandbox_id)).server_pid is None
         finally:
             await runtime.kill()
+
+
+# -- finding 8: a sandbox E2B no longer knows is gone, not unavailable ----------------------------
+
+
+@dataclass
+class GoneRuntime(ReconnectingRuntime):
+    """E2B answers not found when Provision reconnects (the sandbox was killed or timed out)."""
+
+    async def start(self) -> None:
+        raise SandboxGone(f"sandbox {self.sandbox_id} no longer exists")
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_provision_records_a_sandbox_e2b_no_longer_knows_as_killed(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN a sandbox the record says is kept and serving, which E2B no longer has
+    await lifetime.record_kept(redis, sandbox_id, time.time() + 600, 60)
+    await lifetime.record_fields(redis, sandbox_id, {lifetime.SandboxField.SERVING: "t-earlier-build"})
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), GoneRuntime(sandbox_id))
+    # WHEN an iteration's Provision reconnects THEN it fails for good (SandboxGone is never retried)
+    with pytest.raises(SandboxGone):
+        await steps.provision(ctx)
+    await ctx.streamer.close()
+    # AND the record says killed: the next iteration request is refused sandbox_gone
+    state = await lifetime.read_state(redis, sandbox_id)
+    assert state.killed
+    assert not state.alive()

@@ -22,5 +22,9 @@ class SandboxUnavailable(BuildError):
     """The sandbox could not be created or reached: transient, retried with backoff."""
 
 
+class SandboxGone(BuildError):
+    """The sandbox no longer exists (E2B: not found; killed or timed out): never retried."""
+
+
 class InvalidInput(BuildError):
     """The stage's input or the stored BuildSpec is invalid: never retried."""

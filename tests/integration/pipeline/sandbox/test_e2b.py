@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pytest
-from e2b.exceptions import NotFoundException, SandboxException
+from e2b.exceptions import NotFoundException, SandboxException, SandboxNotFoundException
 
 import buildlogs.pipeline.sandbox.e2b as e2b_adapter
-from buildlogs.errors import SandboxUnavailable
+from buildlogs.errors import SandboxGone, SandboxUnavailable
 from buildlogs.pipeline.sandbox import create_runtime, kill_sandbox
 from buildlogs.settings import Settings
 
@@ -70,7 +70,8 @@ class _KillVariant:
 class RecordingSandbox:
     calls: ClassVar[list[tuple[str, Any, dict[str, Any]]]] = []
     instances: ClassVar[list["RecordingSandbox"]] = []  # every sandbox handed out, newest last
-    fail_connect = False
+    fail_connect: Exception | None = None
+    fail_set_timeout: Exception | None = None
     fail_kill = False
     kill = _KillVariant()
 
@@ -91,16 +92,22 @@ class RecordingSandbox:
     @classmethod
     async def connect(cls, sandbox_id: str, **opts: Any) -> "RecordingSandbox":
         cls.calls.append(("connect", sandbox_id, opts))
-        if cls.fail_connect:
-            raise NotFoundException(f"sandbox {sandbox_id} not found")
+        if cls.fail_connect is not None:
+            raise cls.fail_connect
         return cls(sandbox_id)
+
+    async def set_timeout(self, timeout: int, **opts: Any) -> None:
+        RecordingSandbox.calls.append(("set_timeout", self.sandbox_id, {"timeout": timeout, **opts}))
+        if RecordingSandbox.fail_set_timeout is not None:
+            raise RecordingSandbox.fail_set_timeout
 
 
 @pytest.fixture(autouse=True)
 def double(monkeypatch: pytest.MonkeyPatch) -> type[RecordingSandbox]:
     RecordingSandbox.calls = []
     RecordingSandbox.instances = []
-    RecordingSandbox.fail_connect = RecordingSandbox.fail_kill = False
+    RecordingSandbox.fail_connect = RecordingSandbox.fail_set_timeout = None
+    RecordingSandbox.fail_kill = False
     monkeypatch.setattr(e2b_adapter, "AsyncSandbox", RecordingSandbox)
     return RecordingSandbox
 
@@ -166,10 +173,30 @@ async def test_kill_sandbox_is_best_effort() -> None:
 
 
 async def test_a_sandbox_that_cannot_be_reached_is_sandbox_unavailable() -> None:
-    RecordingSandbox.fail_connect = True
-    runtime = create_runtime(SETTINGS, sandbox_id="sbx-gone")
-    with pytest.raises(SandboxUnavailable, match="sbx-gone not found"):
+    RecordingSandbox.fail_connect = SandboxException("control plane busy")
+    runtime = create_runtime(SETTINGS, sandbox_id="sbx-9")
+    with pytest.raises(SandboxUnavailable, match="control plane busy"):
         await runtime.start()
+
+
+async def test_a_sandbox_e2b_does_not_know_is_gone_not_unavailable() -> None:
+    # GIVEN a sandbox E2B already killed (its timeout ran out): connect answers not found
+    RecordingSandbox.fail_connect = SandboxNotFoundException("Sandbox sbx-gone not found")
+    runtime = create_runtime(SETTINGS, sandbox_id="sbx-gone")
+    # THEN the error is SandboxGone (never retried), not SandboxUnavailable (retried 3 times)
+    with pytest.raises(SandboxGone, match="sbx-gone no longer exists"):
+        await runtime.start()
+
+
+async def test_extend_of_a_sandbox_gone_meanwhile_is_sandbox_gone() -> None:
+    # GIVEN a reconnected sandbox that E2B reaps before set_timeout
+    RecordingSandbox.fail_set_timeout = NotFoundException("sandbox sbx-9 not found")
+    runtime = create_runtime(SETTINGS, sandbox_id="sbx-9")
+    await runtime.start()
+    # WHEN its life is extended THEN SandboxGone, after one set_timeout with the keep-alive
+    with pytest.raises(SandboxGone):
+        await runtime.extend(900)
+    assert RecordingSandbox.calls[-1] == ("set_timeout", "sbx-9", {"timeout": 900})
 
 
 async def test_local_sandbox_ids_never_reach_e2b() -> None:

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from buildlogs import keys
-from buildlogs.errors import CommandFailed, InvalidInput
+from buildlogs.errors import CommandFailed, InvalidInput, SandboxGone
 from buildlogs.keys import MetaField, meta_key
 from buildlogs.observability import logger
 from buildlogs.pipeline import lifetime
@@ -73,15 +73,23 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
     if ctx.state.sandbox_id is not None:
         if not ctx.spec.is_iteration:
             raise InvalidInput("a sandbox_id in the execution input is only for an iteration build")
-        runtime = ctx.runtime_factory(ctx.settings, sandbox_id=ctx.state.sandbox_id, template=ctx.spec.template)
-        await runtime.start()  # E2B: AsyncSandbox.connect(sandbox_id)
-        ctx.runtime = runtime
-        await runtime.extend(keep)  # E2B: set_timeout
+        sandbox_id = ctx.state.sandbox_id
+        runtime = ctx.runtime_factory(ctx.settings, sandbox_id=sandbox_id, template=ctx.spec.template)
+        # Before the call: the record never says the sandbox lives longer than its new deadline.
+        expires_at = time.time() + keep
+        try:
+            await runtime.start()  # E2B: AsyncSandbox.connect(sandbox_id)
+            ctx.runtime = runtime
+            await runtime.extend(keep)  # E2B: set_timeout
+        except SandboxGone:
+            # Killed or timed out behind our back: the record says so, the next request gets sandbox_gone.
+            await _record(ctx, lambda: lifetime.record_killed(ctx.redis, sandbox_id))
+            raise
     else:
+        expires_at = time.time() + keep
         runtime = ctx.runtime_factory(ctx.settings, template=ctx.spec.template, build_id=build_id)
         await runtime.start()
         ctx.runtime = runtime
-    expires_at = time.time() + keep
     # Outlives any run (the stages' timeouts) plus the stream's TTL; the archiver expires it with the stream.
     ttl = sum(stage.timeout_seconds for stage in STAGES) + ctx.settings.log_stream_ttl_seconds
     try:
@@ -387,6 +395,9 @@ async def cleanup(ctx: StageContext) -> dict[str, Any]:
         await ctx.streamer.write_event(
             f"Sandbox {sandbox_id} kept: build {serving} still serves from it (until {until})"
         )
+        return {}
+    if decision is not None and decision[1].killed:
+        await ctx.streamer.write_event(f"Sandbox {sandbox_id} is gone already")
         return {}
     runtime = ctx.runtime_factory(ctx.settings, sandbox_id=sandbox_id, template=ctx.spec.template)
     await runtime.kill()

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from e2b import AsyncSandbox
-from e2b.exceptions import SandboxException
+from e2b.exceptions import NotFoundException, SandboxException
 from e2b.sandbox.commands.command_handle import CommandExitException
 from e2b.sandbox_async.commands.command_handle import AsyncCommandHandle
 
-from buildlogs.errors import SandboxUnavailable
+from buildlogs.errors import SandboxGone, SandboxUnavailable
 from buildlogs.pipeline.sandbox.dev_server import DevServerMixin
 from buildlogs.pipeline.sandbox.protocol import TIMEOUT_EXIT_CODE, CommandResult, OutputCallback
 from buildlogs.settings import Settings
@@ -115,6 +115,8 @@ class E2BSandboxRuntime(DevServerMixin):
             self._sandbox = await AsyncSandbox.create(
                 template=self._template, timeout=self._lifetime, metadata=self._metadata, **self._opts()
             )
+        except NotFoundException as exc:  # killed, or its timeout ran out: retrying cannot bring it back
+            raise SandboxGone(f"sandbox {self._sandbox_id} no longer exists: {exc}") from exc
         except SandboxException as exc:
             raise SandboxUnavailable(f"the E2B sandbox is unavailable: {type(exc).__name__}: {exc}") from exc
         result = await self.run_command(f"mkdir -p {shlex.quote(self._workdir)}", timeout=30, cwd="/")
@@ -261,6 +263,8 @@ class E2BSandboxRuntime(DevServerMixin):
         """``set_timeout``: E2B keeps the sandbox ``seconds`` from now (instead of its earlier deadline)."""
         try:
             await self._sbx.set_timeout(seconds)
+        except NotFoundException as exc:
+            raise SandboxGone(f"sandbox {self.sandbox_id} no longer exists: {exc}") from exc
         except SandboxException as exc:
             raise SandboxUnavailable(f"could not extend sandbox {self.sandbox_id}: {exc}") from exc
 
