@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from buildlogs.client.local_run import LocalStack
+from buildlogs.keys import logs_key
 from buildlogs.pipeline import lifetime
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.pipeline.sandbox.local import LocalSandboxRuntime
@@ -183,10 +186,7 @@ def test_iterating_from_a_failed_unknown_running_or_gone_build_is_refused(
     )
     assert code == 202
     running = body["build_id"]
-    deadline = time.monotonic() + 60
-    while "waiting" not in texts(stream_records(redis_url, running), phase="build"):
-        assert time.monotonic() < deadline, "the iteration never reached its build step"
-        time.sleep(0.05)
+    wait_for_line(redis_url, running, phase="build", text="waiting")
     # WHEN another iteration of the same sandbox is asked for THEN 409 iteration_running
     code, body = post_build(stack.api_url, {"iterate_from": first, "files": {"public/x.html": "x"}})
     assert (code, body["error"]) == (409, "iteration_running")
@@ -203,6 +203,22 @@ def test_iterating_from_a_failed_unknown_running_or_gone_build_is_refused(
     code, body = post_build(stack.api_url, {"iterate_from": again, "files": {}})
     assert (code, body["error"]) == (409, "sandbox_gone")
     assert get_json(f"{stack.api_url}builds/{again}")["sandbox_expires_at"] is None
+
+
+def wait_for_line(redis_url: str, build_id: str, *, phase: str, text: str, timeout: float = 60) -> None:
+    """Block on the build's stream (XREAD BLOCK) until a ``text`` line of ``phase`` arrives."""
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    last, deadline = "0-0", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for _key, entries in client.xread({logs_key(build_id): last}, block=1000) or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if (fields.get("phase"), fields.get("text")) == (phase, text):
+                        return
+    finally:
+        client.close()
+    pytest.fail(f"no {text!r} line in the {phase} phase of {build_id} within {timeout:g}s")
 
 
 async def _lapse(redis_url: str, sandbox_id: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.request import urlopen
 
 import pytest
+from e2b import AsyncSandbox
 from redis.asyncio import Redis
 
 from buildlogs.keys import logs_key, sandbox_files_key, sandbox_key, sandbox_lease_key
@@ -71,6 +72,20 @@ def page(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.fixture
+def set_timeouts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every ``AsyncSandbox.set_timeout`` call on a sandbox (the SDK's own method still runs)."""
+    calls: list[tuple[str, int]] = []
+    variant = AsyncSandbox.__dict__["set_timeout"]
+
+    async def recording(self: AsyncSandbox, timeout: int, **opts: Any) -> None:
+        calls.append((self.sandbox_id, timeout))
+        await variant.__get__(self, AsyncSandbox)(timeout, **opts)
+
+    monkeypatch.setattr(AsyncSandbox, "set_timeout", recording)
+    return calls
+
+
 async def test_an_iteration_reconnects_extends_and_restarts_the_dev_server(
     fake_envd: FakeEnvdServer,
     e2b_debug: None,
@@ -78,8 +93,11 @@ async def test_an_iteration_reconnects_extends_and_restarts_the_dev_server(
     redis: Redis,
     redis_url: str,
     tmp_path: Path,
+    set_timeouts: list[tuple[str, int]],
 ) -> None:
-    settings = Settings(redis_url=redis_url, sandbox_runtime="e2b", log_flush_interval_ms=1)
+    settings = Settings(
+        redis_url=redis_url, sandbox_runtime="e2b", log_flush_interval_ms=1, sandbox_keep_alive_seconds=900
+    )
     # GIVEN a first build in an E2B sandbox, serving v1
     spec = BuildSpec(
         files={"build.py": BUILD, "server.py": SERVER, "public/index.html": "v1", "notes.txt": "n"},
@@ -100,7 +118,9 @@ async def test_an_iteration_reconnects_extends_and_restarts_the_dev_server(
         second, state = await run_build(
             redis, settings, tmp_path, change.resolved_iteration(spec), sandbox_id=DEBUG_SANDBOX, iterate_from=first
         )
-        # THEN Provision reconnected (and extended the sandbox's life), Scaffold wrote/deleted only the changes
+        # THEN Provision reconnected and extended the sandbox's life by the keep-alive (set_timeout),
+        # Scaffold wrote/deleted only the changes
+        assert set_timeouts == [(DEBUG_SANDBOX, 900)]
         assert (await texts(redis, second, "provision"))[1].startswith(
             f"Reconnected to sandbox {DEBUG_SANDBOX} of build {first} (iteration build; kept until "
         )
