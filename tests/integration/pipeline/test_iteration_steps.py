@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from buildlogs.api.iterations import sandbox_facts
 from buildlogs.errors import CommandFailed, SandboxGone, SandboxUnavailable
 from buildlogs.keys import logs_key, meta_key, sandbox_files_key, sandbox_key, sandbox_lease_key
 from buildlogs.pipeline import lifetime, steps
@@ -348,3 +349,22 @@ async def test_provision_records_a_sandbox_e2b_no_longer_knows_as_killed(
     state = await lifetime.read_state(redis, sandbox_id)
     assert state.killed
     assert not state.alive()
+
+
+# -- finding 10: one ISO format for sandbox_expires_at ----------------------------------------------
+
+
+@pytest.mark.usefixtures("cleanup_keys")
+async def test_the_provision_line_and_the_api_write_sandbox_expires_at_alike(
+    redis: Redis, build_id: str, sandbox_id: str
+) -> None:
+    # GIVEN an iteration's Provision, which records the keep-alive and says until when in its line
+    ctx = context(redis, build_id, sandbox_id, iteration_spec(), ReconnectingRuntime(sandbox_id))
+    await steps.provision(ctx)
+    await ctx.streamer.close()
+    line = next(entry_record(i, f) for i, f in await redis.xrange(logs_key(build_id)) if "sandbox_expires_at" in f)
+    # WHEN GET /builds/{id} computes its sandbox facts
+    facts = await sandbox_facts(redis, build_id, {"sandbox_id": sandbox_id}, None)
+    # THEN both say the same instant the same way (seconds, UTC offset)
+    assert facts.sandbox_expires_at == line["sandbox_expires_at"]
+    assert line["text"].endswith(f"kept until {facts.sandbox_expires_at})")

@@ -12,6 +12,7 @@ from buildlogs.pipeline.models import (
     STAGE_OUTPUTS,
     STAGE_OVERHEAD_SECONDS,
     BuildSpec,
+    ExecutionState,
     command_timeout_limit,
 )
 from buildlogs.pipeline.stages import CLEANUP, PIPELINE, STAGES
@@ -210,3 +211,10 @@ def test_complete_files_is_only_for_an_iteration_and_never_with_deleted() -> Non
         BuildSpec.model_validate({"start": "x", "port": 1, "complete_files": True})
     with pytest.raises(ValidationError, match="deleted is computed from the earlier build"):
         BuildSpec.model_validate({"iterate_from": "b-1", "deleted": ["README.md"], "complete_files": True})
+
+
+@pytest.mark.parametrize("sandbox_id", ["../etc", "a b", "", "x" * 200, "sbx/1"])
+def test_the_execution_state_refuses_a_sandbox_id_that_is_no_sandbox_id(sandbox_id: str) -> None:
+    with pytest.raises(ValidationError):
+        ExecutionState.model_validate({"build_id": "b-1", "spec_ref": "s3://b/k", "sandbox_id": sandbox_id})
+    assert ExecutionState.model_validate({"build_id": "b-1", "spec_ref": "r", "sandbox_id": "local-b-1_x"}).sandbox_id

@@ -12,7 +12,6 @@ reconnects to it instead of creating one.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -170,7 +169,7 @@ async def sandbox_facts(
     state = await lifetime.read_state(redis, str(sandbox_id))
     expires = None
     if state.alive() and state.expires_at is not None:
-        expires = datetime.fromtimestamp(state.expires_at, UTC).isoformat()
+        expires = lifetime.iso_utc(state.expires_at)
     return SandboxFacts(iterate_from, str(sandbox_id), expires)
 
 

@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 
@@ -107,6 +108,11 @@ class SandboxState:
     def served(self, now: float | None = None) -> bool:
         """A succeeded build still serves from it and its keep-alive has not lapsed."""
         return self.serving is not None and self.alive(now)
+
+
+def iso_utc(epoch: float) -> str:
+    """The one way ``sandbox_expires_at`` is written (the API's status and the Provision line)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def content_hash(text: str) -> str:
@@ -302,6 +308,7 @@ __all__ = [
     "install_changes",
     "install_fingerprint",
     "is_manifest",
+    "iso_utc",
     "lease_age",
     "lease_holder",
     "may_kill",

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from buildlogs.keys import validate_build_id
+from buildlogs.keys import validate_build_id, validate_sandbox_id
 from buildlogs.pipeline.stages import STAGES, get_stage, require_every_stage
 
 # -- BuildSpec and the execution state ----------------------------------------------------------
@@ -276,6 +276,12 @@ class ExecutionState(BaseModel):
     @classmethod
     def _valid_build_id(cls, value: str) -> str:
         return validate_build_id(value)
+
+    @field_validator("sandbox_id")
+    @classmethod
+    def _valid_sandbox_id(cls, value: str | None) -> str | None:
+        """An E2B or ``local-…`` id: nothing else reaches ``AsyncSandbox.connect`` or a Redis key."""
+        return None if value is None else validate_sandbox_id(value)
 
     def updated(self, **changes: Any) -> dict[str, Any]:
         """The JSON state the next state receives: this state with ``changes`` applied."""

@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -119,7 +118,7 @@ async def provision(ctx: StageContext) -> dict[str, Any]:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    return lifetime.iso_utc(epoch)
 
 
 def _size(text: str) -> int:

@@ -411,12 +411,14 @@ def _write_files(workspace: Path, files: Mapping[str, str]) -> list[str]:
 
 
 def _remove_files(workspace: Path, paths: list[str]) -> None:
+    """Unlink each path itself (a symlink is removed, never the file it points to); its directory,
+    resolved, must be inside the workspace."""
     root = workspace.resolve()
     for name in paths:
-        target = (root / name).resolve()
-        if not target.is_relative_to(root) or target == root:
+        path = root / name
+        if path.name in ("", ".", "..") or not path.parent.resolve().is_relative_to(root):
             raise ValueError(f"refusing to delete outside the workspace: {name[:80]!r}")
-        target.unlink(missing_ok=True)
+        path.parent.resolve().joinpath(path.name).unlink(missing_ok=True)
 
 
 async def _pump(stream: asyncio.StreamReader | None, collector: _Collector) -> None:
