@@ -8,9 +8,11 @@ status codes and the headers the page relies on pass unchanged (a 302 to a presi
 followed by the browser itself).
 
 Holding the user's credentials, it forwards as little as the page needs: ``GET`` only (nothing
-can start or cancel a build through it), only the viewed build's routes (``/builds/<id>`` and
-below), only when the ``Host`` header names the proxy itself (a DNS-rebinding page cannot use
-it), and it sends no CORS headers (other origins cannot read its answers).
+can start or cancel a build through it), only the viewed build's routes the page calls (status,
+logs, search, logs.txt, events: exact paths, rebuilt from the route rather than copied from the
+request, see :func:`forward_target`), only when the ``Host`` header names the proxy itself (a
+DNS-rebinding page cannot use it), and it sends no CORS headers (other origins cannot read its
+answers).
 """
 
 import threading
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -31,6 +33,30 @@ REQUEST_HEADERS = ("accept", "last-event-id", "cache-control")
 # Response headers the page relies on (a download's file name, a redirect, a back-off).
 RESPONSE_HEADERS = ("content-type", "location", "retry-after", "content-disposition", "cache-control")
 NO_BODY = frozenset({204, 304})
+# The build's API routes the page calls, below /builds/<id> ("" is the build's status).
+FORWARDED_ROUTES = ("", "/logs", "/logs/search", "/logs.txt", "/events")
+
+
+def forward_target(target: str, build_id: str) -> str | None:
+    """The path and query to forward for the request target ``target``, or ``None`` to refuse it.
+
+    The URL forwarded is built from the known route the target names, never from the target
+    itself: httpx resolves ``.``/``..`` segments before signing, so a raw ``/builds/<id>/../x``
+    would reach (signed) a route of another build or the whole API, and an absolute-form target
+    would be appended as it is. Only origin-form targets whose path is exactly one of the build's
+    routes pass; dots, empty segments, backslashes and any percent-encoding in the path are refused
+    (a build id and the route names need none), and a fragment is dropped.
+    """
+    if not target.startswith("/") or target.startswith("//"):
+        return None  # absolute-form (http://host/...), authority-form, or a scheme-relative path
+    path, _, query = target.partition("#")[0].partition("?")
+    if "%" in path or "\\" in path or any(segment in ("", ".", "..") for segment in path.split("/")[1:]):
+        return None
+    prefix = f"/builds/{quote(build_id, safe='')}"
+    for known in (prefix + route for route in FORWARDED_ROUTES):
+        if path == known:
+            return known + ("?" + query if query else "")
+    return None
 
 
 def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTPRequestHandler]:
@@ -44,13 +70,12 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
             if not self._from_this_host():
                 self._reply(403, "forbidden", "the Host header does not name this proxy")
                 return
-            path = urlsplit(self.path).path
-            if path == page_path:
+            if self.path.partition("?")[0].partition("#")[0] == page_path:
                 self._page()
-            elif path == prefix or path.startswith(prefix + "/"):
-                self._forward()
+            elif (target := forward_target(self.path, build_id)) is not None:
+                self._forward(target)
             else:
-                self._reply(404, "not_found", f"this proxy serves build {build_id} only")
+                self._reply(404, "not_found", f"this proxy serves the viewer's routes of build {build_id} only")
 
         def _refuse(self) -> None:
             self._reply(405, "method_not_allowed", "the viewer proxy forwards GET requests only", allow="GET")
@@ -71,10 +96,10 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
             self.end_headers()
             self.wfile.write(page)
 
-        def _forward(self) -> None:
+        def _forward(self, target: str) -> None:
             headers = {name: value for name in REQUEST_HEADERS if (value := self.headers.get(name)) is not None}
             try:
-                with client.stream("GET", api_url + self.path, headers=headers) as response:
+                with client.stream("GET", api_url + target, headers=headers) as response:
                     self.send_response(response.status_code)
                     for name in RESPONSE_HEADERS:
                         if name in response.headers:
@@ -92,6 +117,8 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
                     self.wfile.write(b"0\r\n\r\n")
             except ApiError as exc:  # no credentials to sign with
                 self._reply(502, "bad_gateway", exc.message)
+            except httpx.InvalidURL as exc:  # a query httpx will not send (control characters)
+                self._reply(400, "invalid_request", f"cannot forward this request: {exc}")
             except httpx.TransportError as exc:
                 self._reply(502, "bad_gateway", f"cannot reach the API: {exc or type(exc).__name__}")
 
