@@ -1,10 +1,10 @@
 """`buildlogs view`: the viewer proxy on 127.0.0.1 in front of the local API (real Redis, moto)
 and in front of a deployed API (an in-memory transport that records what it was sent)."""
 
+import asyncio
 import io
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -15,6 +15,7 @@ from botocore.credentials import Credentials
 from buildlogs.client.cli import main
 from buildlogs.client.view import serve_view
 from tests.support.api import Api, serve_api, spec, write_log
+from tests.support.sandbox import eventually
 
 pytestmark = [pytest.mark.redis]
 
@@ -172,9 +173,7 @@ def test_view_prints_the_page_url_and_serves_until_stopped(api: Api, build_id: s
             target=lambda: result.append(main(["view", build_id, "--api", root], out=out, stop=stop))
         )
         thread.start()
-        deadline = time.monotonic() + 10
-        while "/view" not in out.getvalue() and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.02)  # polling the printed URL with a deadline
+        asyncio.run(eventually(lambda: "/view" in out.getvalue() or not thread.is_alive(), what="the printed URL"))
         url = out.getvalue().strip()
         # THEN it prints the page's URL on 127.0.0.1, which serves the viewer, until stopped
         assert url.startswith("http://127.0.0.1:")
