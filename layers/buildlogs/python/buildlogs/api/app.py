@@ -62,7 +62,7 @@ from buildlogs.api.schemas import (
     error_responses,
     responses,
 )
-from buildlogs.api.search import InvalidQuery, LogQuery
+from buildlogs.api.search import SEARCH_DEADLINE_SECONDS, InvalidQuery, LogQuery, SearchTimeout
 from buildlogs.api.text import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from buildlogs.api.text import TextTooLarge, content_disposition, read_text
 from buildlogs.archive.archiver import head_archive
@@ -279,9 +279,11 @@ def get_build_logs(
     "/builds/<build_id>/logs/search",
     summary="Search a build's whole log: matching entries and the exact match count",
     description="Plain queries match a case-insensitive substring of an entry's text; `regex=true` takes an "
-    "RE2 pattern (linear time, case-insensitive). `total` counts the matches in the whole log (every stage, "
-    "with the phase/source filters applied), whatever `after`; `matches` are the next `limit` ones after "
-    "`after`, oldest first. Pass `next` as `after` for the following matches. Live from Redis, archived from S3.",
+    "RE2 pattern (linear time, case-insensitive; a pattern too complex to scan fast is a 400). `total` counts "
+    "the matches in the whole log (every stage, with the phase/source filters applied), whatever `after`; "
+    "`matches` are the next `limit` ones after `after`, oldest first. Pass `next` as `after` for the following "
+    "matches. Live from Redis, archived from S3. A scan is stopped after "
+    f"{SEARCH_DEADLINE_SECONDS:g} s: 503 `search_timeout` (narrow the query).",
     responses=responses(200, SearchPageOut, 400, 404, 503),
 )
 def get_build_log_search(
@@ -301,20 +303,24 @@ def get_build_log_search(
         raise ApiError(400, "invalid_query", str(exc), "q") from None
     cursor = _cursor(after or "0-0", "after")
     log_filter = LogFilter(phase=phase, source=source)
-    page = _run_logs(
-        build_id,
-        lambda redis, s3, bucket, exists: search_logs(
-            redis,
-            s3,
-            bucket,
+    try:
+        page = _run_logs(
             build_id,
-            build_exists=exists,
-            query=query,
-            after=cursor,
-            limit=limit,
-            log_filter=log_filter,
-        ),
-    )
+            lambda redis, s3, bucket, exists: search_logs(
+                redis,
+                s3,
+                bucket,
+                build_id,
+                build_exists=exists,
+                query=query,
+                after=cursor,
+                limit=limit,
+                log_filter=log_filter,
+            ),
+        )
+    except SearchTimeout as exc:
+        logger.warning("search stopped at its deadline", extra={"build_id": build_id, "regex": regex})
+        raise ApiError(503, "search_timeout", str(exc), "q") from None
     return SearchPageOut(
         matches=[_entry_out(entry) for entry in page.matches], total=page.total, next=page.next, done=page.done
     )

@@ -123,7 +123,8 @@ ERROR_DESCRIPTIONS = {
     409: "conflict",
     413: "too large: the request body, or a live log as text",
     500: "internal error",
-    503: "Redis or AWS unavailable: retry after Retry-After seconds",
+    503: "Redis or AWS unavailable: retry after Retry-After seconds; "
+    "or (search) search_timeout: the scan ran past its deadline, narrow the query",
 }
 
 
