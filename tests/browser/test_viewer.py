@@ -152,3 +152,30 @@ def test_timestamps_toggle_and_the_download_link(
     download = browser.find_element(By.ID, "download")
     assert download.get_attribute("href") == f"{viewer.root}/builds/{build}/logs.txt"
     assert download.get_attribute("download") == f"{build}.log"
+
+
+def _loaded(driver: WebDriver) -> int:
+    """How many entries the page holds (the log's data-loaded)."""
+    return int(driver.execute_script("return Number(document.getElementById('log').dataset.loaded || 0)"))
+
+
+def test_load_earlier_across_a_finished_stages_start_keeps_it_finished(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a succeeded build whose last stage is longer than the first page (its start is not in the tail)
+    ids = xadd_entries(redis_url, build, stage_lines("provision", ["sandbox ready"], duration_ms=2500))
+    ids += xadd_entries(redis_url, build, stage_lines("build", [f"compiling {n}" for n in range(900)]))
+    ids += xadd_entries(redis_url, build, [end_entry("build", "SUCCEEDED")])
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    wait_for(browser, lambda d: _section(d, "build").get("status") == "succeeded", "build marked passed")
+    assert _loaded(browser) < len(ids)
+    # WHEN "Load earlier" reads back across the build stage's stage_start
+    browser.find_element(By.ID, "load-earlier").click()
+    wait_for(browser, lambda d: _loaded(d) == len(ids), "the whole log loaded")
+    # THEN the stage is still finished, with its mark and duration (a stage_start never undoes its end)
+    build_section = _section(browser, "build")
+    assert build_section["status"] == "succeeded"
+    assert "✓" in build_section["text"]
+    assert "1.2 s" in build_section["text"]
+    assert _section(browser, "provision")["status"] == "succeeded"
