@@ -179,3 +179,33 @@ def test_load_earlier_across_a_finished_stages_start_keeps_it_finished(
     assert "✓" in build_section["text"]
     assert "1.2 s" in build_section["text"]
     assert _section(browser, "provision")["status"] == "succeeded"
+
+
+def test_load_earlier_is_disabled_once_nothing_is_earlier(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a finished log longer than the first page, open in the viewer
+    ids = xadd_entries(redis_url, build, [entry("build", f"line {n}") for n in range(700)])
+    ids += xadd_entries(redis_url, build, [end_entry("build", "SUCCEEDED")])
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    button = browser.find_element(By.ID, "load-earlier")
+    # THEN "Load earlier" is enabled while lines before the view exist
+    assert button.is_enabled()
+    # WHEN it has loaded the log's first line
+    button.click()
+    wait_for(browser, lambda d: _loaded(d) == len(ids), "the whole log loaded")
+    # THEN it is disabled (there is nothing earlier)
+    wait_for(browser, lambda d: not d.find_element(By.ID, "load-earlier").is_enabled(), "load earlier disabled")
+
+
+def test_load_earlier_is_disabled_when_the_whole_log_fits_the_first_page(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a short finished log
+    ids = xadd_entries(redis_url, build, [entry("build", "hello"), end_entry("build", "SUCCEEDED")])
+    # WHEN the viewer opens it
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    # THEN "Load earlier" is disabled: the first page reached the log's start
+    assert not browser.find_element(By.ID, "load-earlier").is_enabled()
