@@ -209,3 +209,66 @@ def test_load_earlier_is_disabled_when_the_whole_log_fits_the_first_page(
     wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
     # THEN "Load earlier" is disabled: the first page reached the log's start
     assert not browser.find_element(By.ID, "load-earlier").is_enabled()
+
+
+def test_a_skipped_stage_is_shown_neutrally(browser: WebDriver, viewer: Viewer, redis_url: str, build: str) -> None:
+    # GIVEN an iteration build that skipped Install (its stage_end marked skipped), then built
+    banner = "--- Installing dependencies: skipped (no manifest changed) ---"
+    ids = xadd_entries(
+        redis_url,
+        build,
+        [
+            entry("install", banner, "system", event="stage_start"),
+            entry("install", "install finished", "system", event="stage_end", duration_ms=3, skipped="true"),
+            *stage_lines("build", ["compiled"], duration_ms=2500),
+            end_entry("build", "SUCCEEDED"),
+        ],
+    )
+    # WHEN the viewer opens it
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    wait_for(browser, lambda d: _section(d, "build").get("status") == "succeeded", "build marked passed")
+    # THEN Install reads as skipped, neither passed nor failed nor running
+    wait_for(browser, lambda d: _section(d, "install").get("status") == "skipped", "install marked skipped")
+    install = _section(browser, "install")
+    assert "⤼ install · skipped" in install["text"]
+    assert not any(mark in install["text"] for mark in "✓✗●")
+    assert "✓ build · 2.5 s" in _section(browser, "build")["text"]
+
+
+# Rewrites the status route's answer in the page (before its script runs): every stage gets a
+# status the page does not know, one of them markup, one of them missing.
+ODD_STATUSES = """
+    const original = window.fetch;
+    window.fetch = async (...args) => {
+        const response = await original(...args);
+        if (!/\\/builds\\/[^/]+$/.test(new URL(String(args[0]), location.href).pathname)) return response;
+        const body = await response.json();
+        const odd = ["<b>paused</b> for now", null, "queued"];
+        (body.stages || []).forEach((stage, i) => { stage.status = odd[i % odd.length]; });
+        return new Response(JSON.stringify(body), {status: response.status, headers: response.headers});
+    };
+"""
+
+
+def test_a_stage_status_the_page_does_not_know_never_breaks_it(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a build with three stages whose statuses the status route reports as unknown words
+    ids = xadd_entries(redis_url, build, stage_lines("provision", ["ready"]))
+    ids += xadd_entries(redis_url, build, stage_lines("install", ["installed"]))
+    ids += xadd_entries(redis_url, build, [*stage_lines("build", ["compiled"]), end_entry("build", "SUCCEEDED")])
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ODD_STATUSES})
+    try:
+        # WHEN the viewer opens it
+        browser.get(view_url(viewer.root, build))
+        wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+        wait_for(browser, lambda d: _section(d, "provision").get("status") == "<b>paused</b> for now", "odd status")
+        # THEN each stage shows its status as text beside a neutral mark, and the lines are all there
+        assert "• provision · <b>paused</b> for now · 1.2 s" in _section(browser, "provision")["text"]
+        assert "• install · unknown" in _section(browser, "install")["text"]
+        assert "• build · queued" in _section(browser, "build")["text"]
+        assert browser.find_elements(By.CSS_SELECTOR, "#sections b, #log b") == []
+        assert all(i in rendered_ids(browser) for i in ids)
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
