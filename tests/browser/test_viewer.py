@@ -5,6 +5,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
+from buildlogs.stream.ansi import strip_ansi
 from tests.support.browser import (
     Viewer,
     end_entry,
@@ -114,6 +115,47 @@ def test_ansi_colours_are_rendered_and_no_escape_is_shown(
     assert spans["true"].value_of_css_property("color") == "rgba(10, 200, 30, 1)"
     assert spans["on blue"].value_of_css_property("background-color") == "rgba(36, 114, 200, 1)"
     assert "\x1b" not in browser.find_element(By.ID, "log").get_attribute("textContent")
+
+
+# Escape sequences in their 8-bit (C1) forms and edge cases, each line as the tool printed it.
+C1_LINES = [
+    "\x9b31mred\x9b0m plain",
+    "\x9b1;38;5;208mbold orange\x9bm \x9b2K\x9b?25lcursor hidden",
+    "\x9d0;window title\x9c after osc",
+    "\x9d8;;https://example.com\x07link\x9d8;;\x07 done",
+    "\x90qsixel data\x9c after dcs",
+    "\x98sos\x9c \x9epm\x9c \x9fapc\x9c after strings",
+    "\x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\ 7-bit st",
+    "\x1b(Bcharset \x1b7saved\x1b8 \x1b#8 \x1bPdcs\x1b\\ end",
+    "\x9d0;unterminated title runs to the line's end",
+    "\x9d0;cut\x1b[32mgreen after a cut string",
+    "lone escape at the end \x1b",
+]
+
+
+def test_8_bit_escape_sequences_are_rendered_or_dropped_like_the_text_download(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN lines with 8-bit CSI / OSC / DCS / SOS / PM / APC sequences (and 7-bit ones beside them)
+    ids = xadd_entries(
+        redis_url, build, [*(entry("build", text) for text in C1_LINES), end_entry("build", "SUCCEEDED")]
+    )
+    # WHEN the viewer shows them
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: all(i in rendered_ids(d) for i in ids), "the lines")
+    # THEN each line reads as logs.txt's stripped text does (buildlogs.stream.ansi): no escape shown
+    assert [_text_of(browser, i) for i in ids[: len(C1_LINES)]] == [strip_ansi(text) for text in C1_LINES]
+    shown = browser.find_element(By.ID, "log").get_attribute("textContent") or ""
+    assert not any(c in shown for c in "\x1b\x9b\x9c\x9d\x90\x98\x9e\x9f")
+    # AND the 8-bit CSI's colours are applied
+    red = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[0]}'] .text span")
+    assert red.get_attribute("textContent") == "red"
+    assert red.value_of_css_property("color") == "rgba(205, 49, 49, 1)"
+    orange = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[1]}'] .text span")
+    assert orange.get_attribute("textContent") == "bold orange"
+    assert orange.value_of_css_property("color") == "rgba(255, 135, 0, 1)"
+    green = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{ids[9]}'] .text span")
+    assert green.value_of_css_property("color") == "rgba(13, 188, 121, 1)"
 
 
 def test_log_text_is_shown_as_text_never_as_html(
