@@ -84,6 +84,35 @@ def test_stages_are_sections_and_the_failed_one_opens_on_its_build_failed_line(
     wait_for(browser, lambda d: _section(d, "provision").get("open") == "true", "provision open after a click")
 
 
+def test_the_failed_stage_opens_on_its_build_failed_line_far_before_the_end(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a build that failed in `build`, then ran a cleanup of 25,000 lines (far more than the
+    # first page, and than one filtered backward page scans)
+    xadd_entries(redis_url, build, stage_lines("install", ["installed"]))
+    xadd_entries(redis_url, build, stage_lines("build", [f"compiling {n}" for n in range(40)])[:-1])
+    failed = xadd_entries(
+        redis_url,
+        build,
+        [
+            entry("build", "BUILD FAILED: build exited 2", "system", event="build_failed"),
+            entry("build", "build finished", "system", event="stage_end", duration_ms=4200, exit_code=2),
+        ],
+    )
+    cleanup = (entry("cleanup", f"removing file {n}") for n in range(25_000))
+    xadd_entries(redis_url, build, [entry("cleanup", "--- cleanup ---", "system", event="stage_start"), *cleanup])
+    xadd_entries(redis_url, build, [end_entry("cleanup", "FAILED")])
+    # WHEN the viewer opens
+    browser.get(view_url(viewer.root, build))
+    # THEN the build section opens and the build_failed line is in view, highlighted
+    wait_for(browser, lambda d: _section(d, "build").get("status") == "failed", "build marked failed")
+    wait_for(browser, lambda d: line_in_view(d, failed[0]), "the build_failed line in view")
+    assert _section(browser, "build")["open"] == "true"
+    assert _text_of(browser, failed[0]) == "BUILD FAILED: build exited 2"
+    highlighted = browser.find_element(By.CSS_SELECTOR, f"[data-entry-id='{failed[0]}']")
+    assert "highlight" in (highlighted.get_attribute("class") or "")
+
+
 def _section(driver: WebDriver, phase: str) -> dict[str, str]:
     """A section's data-status, data-open and text, read in one go (the node may be replaced any time)."""
     script = """
