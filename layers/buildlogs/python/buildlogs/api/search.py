@@ -32,6 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive.reader import EntryFilter, iter_archive_blocks
 from buildlogs.keys import entry_id_key, logs_key
+from buildlogs.limits import PageBudget
 from buildlogs.stream.entries import LogEntry, entry_record
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class SearchPage:
     """Matches after the cursor, the whole log's match count, and the cursor for the next page.
 
     ``next`` is the last match returned (``after`` if none); ``done``: no match after ``next``.
+    A page holds at most ``limit`` matches and stops early before the one that would take it
+    past its byte budget (:class:`~buildlogs.limits.PageBudget`; the first always fits).
     """
 
     matches: list[LogEntry]
@@ -177,21 +180,23 @@ class SearchPage:
 
 
 class _Results:
-    """Counts every match and keeps the first ``limit`` strictly after the cursor."""
+    """Counts every match and keeps the first ``limit`` strictly after the cursor (within the byte budget)."""
 
     def __init__(self, after: str, limit: int) -> None:
         self._after, self._after_key, self._limit = after, entry_id_key(after), limit
         self._matches: list[LogEntry] = []
+        self._budget = PageBudget()
         self._total = 0
-        self._more = False
+        self._more = False  # a match after the cursor was left out: the page is full
 
     def add(self, record: dict[str, Any]) -> None:
         self._total += 1
-        if entry_id_key(str(record["id"])) > self._after_key:
-            if len(self._matches) < self._limit:
-                self._matches.append(LogEntry.model_validate(record))
-            else:
-                self._more = True
+        if self._more or entry_id_key(str(record["id"])) <= self._after_key:
+            return
+        if len(self._matches) < self._limit and self._budget.take(record):
+            self._matches.append(LogEntry.model_validate(record))
+        else:
+            self._more = True
 
     def page(self) -> SearchPage:
         last = self._matches[-1].id if self._matches else self._after
