@@ -1,5 +1,7 @@
 """The log viewer in headless Chromium against the local API, moto and the real Redis: small logs."""
 
+from pathlib import Path
+
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -11,6 +13,7 @@ from tests.support.browser import (
     end_entry,
     entry,
     line_in_view,
+    page_status,
     rendered_ids,
     stage_lines,
     view_url,
@@ -343,3 +346,35 @@ def test_a_stage_status_the_page_does_not_know_never_breaks_it(
         assert all(i in rendered_ids(browser) for i in ids)
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
+def test_the_download_link_saves_the_log_as_text(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str, tmp_path: Path
+) -> None:
+    # GIVEN a short log open in the viewer, downloads going to a directory of the test's
+    ids = xadd_entries(redis_url, build, [entry("build", "\x1b[32mhello\x1b[0m"), end_entry("build", "SUCCEEDED")])
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    # WHEN the download link is clicked
+    browser.find_element(By.ID, "download").click()
+    # THEN the log is saved as plain text under the build's name
+    saved = tmp_path / f"{build}.log"
+    wait_for(browser, lambda d: saved.exists() and saved.read_text() == "hello\nBUILD SUCCEEDED\n", "the saved log")
+    assert browser.find_element(By.ID, "status").get_attribute("data-state") != "error"
+
+
+def test_a_live_log_too_big_to_download_says_why(
+    browser: WebDriver, viewer: Viewer, redis_url: str, build: str
+) -> None:
+    # GIVEN a running build whose log is over the API's 5 MiB limit for logs.txt while live
+    line = "x" * 100
+    ids = xadd_entries(redis_url, build, (entry("build", f"{n:06d} {line}") for n in range(58_000)), batch=5000)
+    browser.get(view_url(viewer.root, build))
+    wait_for(browser, lambda d: ids[-1] in rendered_ids(d), "the end of the log")
+    # WHEN the download link is clicked
+    browser.find_element(By.ID, "download").click()
+    # THEN the status bar says why there is no download (the API's 413 message)
+    wait_for(browser, lambda d: "cannot download logs.txt" in page_status(d), "the download's failure")
+    assert "MiB" in page_status(browser)
+    assert browser.find_element(By.ID, "status").get_attribute("data-state") == "error"
