@@ -372,7 +372,9 @@ def get_build_log_text(
 @app.get(
     "/builds/<build_id>/events",
     summary="A build's log as Server-Sent Events (EventSource), one page per response",
-    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment, "
+    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment (it arrives "
+    "with the rest of the body, so it cannot keep an idle proxy open — `wait` keeps each response short; "
+    "it keeps the framing of a streaming SSE server, and clients ignore it), "
     f"`retry: {SSE_RETRY_MS}`, then one event per entry (`id:` = entry id, `data:` = the entry's JSON, "
     "as in /logs; the `end` entry as `event: end` with its status), after at most `wait` seconds. "
     "The client reconnects with `Last-Event-ID` and resumes strictly after it: no entry is skipped "
