@@ -15,7 +15,6 @@ DNS-rebinding page cannot use it), and it sends no CORS headers (other origins c
 answers).
 """
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -25,7 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from buildlogs.client.http import HTTP_TIMEOUT, ApiError, SigV4
-from buildlogs.client.local_api import VIEWER_HEADERS, QuietServer, viewer_page
+from buildlogs.client.local_api import QuietServer, send_viewer_page, serving
 from buildlogs.keys import validate_build_id
 
 # Request headers the page's calls carry to the API (EventSource resumes with Last-Event-ID).
@@ -71,7 +70,7 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
                 self._reply(403, "forbidden", "the Host header does not name this proxy")
                 return
             if self.path.partition("?")[0].partition("#")[0] == page_path:
-                self._page()
+                send_viewer_page(self)
             elif (target := forward_target(self.path, build_id)) is not None:
                 self._forward(target)
             else:
@@ -86,15 +85,6 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
             address: Any = self.server.server_address
             port = address[1]
             return self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}")
-
-        def _page(self) -> None:
-            page = viewer_page()
-            self.send_response(200)
-            for name, value in VIEWER_HEADERS.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
 
         def _forward(self, target: str) -> None:
             headers = {name: value for name in REQUEST_HEADERS if (value := self.headers.get(name)) is not None}
@@ -154,12 +144,8 @@ def serve_view(
     validate_build_id(build_id)
     client = httpx.Client(transport=transport, auth=SigV4(credentials), timeout=HTTP_TIMEOUT, follow_redirects=False)
     server = QuietServer(("127.0.0.1", port), _handler(api_url.rstrip("/"), build_id, client))
-    thread = threading.Thread(target=server.serve_forever, name="buildlogs-view", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/builds/{quote(build_id, safe='')}/view"
+        with serving(server, "buildlogs-view") as bound:
+            yield f"http://127.0.0.1:{bound}/builds/{quote(build_id, safe='')}/view"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         client.close()
