@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -32,7 +31,7 @@ import orjson
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from bench.common import REDIS_URL, median
+from bench.common import REDIS_URL, median, run_child, start_moto_s3
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import archive_key, index_key, logs_key, meta_key
 from buildlogs.stream.entries import entry_record
@@ -66,14 +65,8 @@ _client: Any = None
 
 def _start_moto() -> None:
     """Manager-process initializer: moto's S3 mock and one boto3 client for every proxy."""
-    import boto3
-    from moto import mock_aws
-
     global _client
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    mock_aws().start()
-    _client = boto3.client("s3", region_name=REGION)
+    _client = start_moto_s3(REGION)
 
 
 def _moto_s3() -> Any:
@@ -162,13 +155,7 @@ def write_entries(client: sync_redis.Redis, build_id: str, count: int) -> float:
 
 
 def measure(build_id: str, address: tuple[str, int], authkey: bytes) -> dict[str, Any]:
-    env = dict(os.environ, **{_AUTHKEY_ENV: authkey.hex()})
-    command = [sys.executable, "-m", "bench.archive", "--child", build_id, address[0], str(address[1])]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"child failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("bench.archive", [build_id, address[0], str(address[1])], _AUTHKEY_ENV, authkey)
 
 
 def main() -> None:

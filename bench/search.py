@@ -25,7 +25,6 @@ import io
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 import uuid
@@ -36,7 +35,7 @@ import orjson
 from botocore.response import StreamingBody
 from redis.asyncio import Redis
 
-from bench.common import REDIS_URL, median
+from bench.common import REDIS_URL, median, run_child, start_moto_s3
 from buildlogs.api.logs import search_logs
 from buildlogs.api.search import LogQuery
 from buildlogs.keys import archive_key
@@ -81,14 +80,8 @@ _bodies: dict[int, Any] = {}
 
 def _start_moto() -> None:
     """Manager-process initializer: moto's S3 mock and one boto3 client."""
-    import boto3
-    from moto import mock_aws
-
     global _client
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    mock_aws().start()
-    _client = boto3.client("s3", region_name=REGION)
+    _client = start_moto_s3(REGION)
     _client.create_bucket(Bucket=BUCKET)
 
 
@@ -228,13 +221,7 @@ def child(mode: str, build_id: str, address: tuple[str, int], authkey: bytes) ->
 
 
 def measure(mode: str, build_id: str, address: tuple[str, int], authkey: bytes) -> dict[str, Any]:
-    env = dict(os.environ, **{_AUTHKEY_ENV: authkey.hex()})
-    command = [sys.executable, "-m", "bench.search", "--child", mode, build_id, address[0], str(address[1])]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {mode!r} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("bench.search", [mode, build_id, address[0], str(address[1])], _AUTHKEY_ENV, authkey)
 
 
 def main() -> None:

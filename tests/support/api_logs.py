@@ -28,6 +28,7 @@ class RawResponse:
     status: int
     headers: dict[str, str]
     text: str
+    payload_bytes: int = 0  # the whole Lambda response as JSON (ASCII): what its 6 MB limit weighs
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -44,7 +45,7 @@ def raw_call(path: str, headers: dict[str, str] | None = None) -> RawResponse:
         merged[name.lower()] = ", ".join(str(value) for value in values)
     body = result.get("body") or ""
     text = base64.b64decode(body).decode("utf-8") if result.get("isBase64Encoded") else body
-    return RawResponse(int(result["statusCode"]), merged, text)
+    return RawResponse(int(result["statusCode"]), merged, text, len(json.dumps(result)))
 
 
 def _dead_redis(_settings: Settings) -> Redis:
@@ -150,3 +151,38 @@ async def _write_many(redis_url: str, build_id: str, count: int, text_size: int)
 def write_many_lines(redis_url: str, build_id: str, count: int, text_size: int = 80) -> None:
     """``count`` coloured stdout lines of ``text_size`` visible characters (pipelined), then ``end``."""
     asyncio.run(_write_many(redis_url, build_id, count, text_size))
+
+
+# Lines as long as LOG_MAX_LINE_BYTES allows (16 KiB of UTF-8), of what grows most in a response:
+# plain ASCII, quotes and backslashes (escaped twice: JSON body, then the Lambda envelope), é
+# (written \u00e9 by the resolver).
+WIDE_FILLERS = ("x", '"', "\\", "é")
+WIDE_LINE_BYTES = 16 * 1024
+
+
+def wide_text(index: int) -> str:
+    """Line ``index``: ``NNNNNN line `` then a filler up to exactly 16 KiB of UTF-8."""
+    head = f"{index:06d} line "
+    filler = WIDE_FILLERS[index % len(WIDE_FILLERS)]
+    return head + filler * ((WIDE_LINE_BYTES - len(head)) // len(filler.encode()))
+
+
+async def _write_wide(redis_url: str, build_id: str, count: int) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        key = logs_key(build_id)
+        pipe = client.pipeline(transaction=False)
+        for index in range(count):
+            source = "stderr" if index % 3 == 2 else "stdout"
+            pipe.xadd(
+                key, {"ts": 1_700_000_000_000 + index, "source": source, "phase": "build", "text": wide_text(index)}
+            )
+        await pipe.execute()
+        await client.xadd(key, {"ts": 1, "source": "system", "phase": "build", "text": "end", "event": "end"})
+    finally:
+        await client.aclose()
+
+
+def write_wide_lines(redis_url: str, build_id: str, count: int) -> None:
+    """``count`` lines of 16 KiB (see :func:`wide_text`; every third on stderr), then ``end``."""
+    asyncio.run(_write_wide(redis_url, build_id, count))

@@ -1,5 +1,6 @@
 """Helpers of the archive tests: moto S3, stream builders, S3 wrappers and fakes."""
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,6 +159,35 @@ class CountingS3:
                 self.part_sizes.append(len(kwargs["Body"]))
                 self.sizes_by_key.setdefault(kwargs["Key"], []).append(len(kwargs["Body"]))
             return method(**kwargs)
+
+        return call
+
+
+class LockingS3:
+    """Wraps the moto client for concurrent archivers: one S3 call at a time, as real S3 answers them.
+
+    Real S3 makes each request atomic (two PUTs of one key: the last one wins, whole). moto does
+    not: two threads putting the same key at once can close each other's buffer (``ValueError:
+    I/O operation on closed file`` inside ``put_object``). The lock gives each call S3's
+    atomicity and nothing more: the archivers still run concurrently and interleave their calls
+    (and their Redis transactions) however the scheduler runs them. A body returned by
+    ``get_object`` is read after the call, outside the lock (moto hands out a copy).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls += 1
+                return method(*args, **kwargs)
 
         return call
 

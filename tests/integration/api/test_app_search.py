@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from buildlogs.api import search
 from tests.support.api import Api, archive_and_expire, spec, write_log
 from tests.support.api_logs import raw_call, redis_down
 
@@ -103,3 +104,38 @@ def test_unknown_build_is_a_404_and_redis_down_a_503(api: Api, build_id: str) ->
         response = raw_call(f"/builds/{build_id}/logs/search?q=x")
     assert response.status == 503
     assert response.header("Retry-After")
+
+
+def test_a_regex_too_complex_to_scan_fast_is_a_400_and_ordinary_ones_work(
+    api: Api, redis_url: str, build_id: str
+) -> None:
+    _submit(api, build_id)
+    write_log(redis_url, build_id, SCRIPT)
+    # GIVEN a pattern RE2 compiles to 16,006 instructions (its NFA: ~0.3 s per 16 KiB line)
+    response = api.call("GET", f"/builds/{build_id}/logs/search?q=.%7B1000%7D.%7B1000%7D%24Z&regex=true")
+    # THEN it is refused at once with the reason
+    assert response.status == 400
+    assert (response.body["error"], response.body["field"]) == ("invalid_query", "q")
+    assert response.body["message"].startswith("regex too complex")
+    # AND ordinary patterns still search
+    for pattern in ["error%7Cwarn", "package-%5B0-9%5D%7B2%7D", "%5Ba-f0-9%5D%7B40%7D"]:
+        assert api.call("GET", f"/builds/{build_id}/logs/search?q={pattern}&regex=true").status == 200
+
+
+@pytest.mark.parametrize("archived_log", [False, True], ids=["live", "archived"])
+def test_a_search_past_its_deadline_is_a_503_search_timeout(
+    api: Api, redis_url: str, build_id: str, archived_log: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _submit(api, build_id)
+    write_log(redis_url, build_id, SCRIPT)
+    if archived_log:
+        archive_and_expire(redis_url, api.s3, build_id)
+    # GIVEN a deadline already reached when the scan starts
+    monkeypatch.setattr(search, "SEARCH_DEADLINE_SECONDS", 0.0)
+    # WHEN the log is searched THEN the answer is a clear 503 saying to narrow the query, never a 500
+    response = raw_call(f"/builds/{build_id}/logs/search?q=package")
+    assert response.status == 503
+    body = response.json()
+    assert (body["error"], body["field"]) == ("search_timeout", "q")
+    assert "narrow the query" in body["message"]
+    assert response.header("Retry-After") is None  # retrying the same query does not help

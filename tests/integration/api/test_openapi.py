@@ -65,3 +65,10 @@ def test_every_parameter_has_a_description() -> None:
 def test_no_operation_documents_the_resolvers_422() -> None:
     for name, operation in _operations(_document()):
         assert "422" not in operation["responses"], name
+
+
+def test_the_events_heartbeat_is_not_said_to_keep_proxies_open() -> None:
+    # a buffered body's first comment arrives with the rest: it cannot keep an idle proxy open
+    description = _document()["paths"]["/builds/{build_id}/events"]["get"]["description"]
+    assert "`: heartbeat`" in description
+    assert "cannot keep an idle proxy open" in description

@@ -1,12 +1,14 @@
 """search_logs: exact totals over the whole log, paging with ``after``, filters, edge cases; live = archived."""
 
+import time
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from buildlogs.api import search as search_module
 from buildlogs.api.logs import LogFilter, search_logs
-from buildlogs.api.search import InvalidQuery, LogQuery, SearchPage
+from buildlogs.api.search import InvalidQuery, LogQuery, SearchPage, SearchTimeout
 from buildlogs.archive.archiver import archive_logs
 from buildlogs.keys import index_key, logs_key
 from buildlogs.stream.streamer import LogStreamer
@@ -252,6 +254,10 @@ async def test_an_empty_log_an_unknown_build_and_bad_arguments(redis: Redis, s3:
         ("a{1001}", True, "invalid regex: invalid repetition size: {1001}"),
         ("((a{100}){100}){100}", True, "invalid regex: "),
         ("[z-a]", True, "invalid regex: invalid character class range: z-a"),
+        # RE2 accepts them, but their programs send it to its NFA: ~0.3 s per 16 KiB line
+        (".{1000}.{1000}$Z", True, "regex too complex: it compiles to 16006 RE2 instructions, at most 1000"),
+        (r"\w{500}", True, "regex too complex: "),
+        ("(?:a.{60}){5}", True, "regex too complex: "),
     ],
 )
 def test_bad_queries_are_invalid_with_the_reason(q: str, regex: bool, reason: str) -> None:
@@ -264,3 +270,48 @@ def test_bad_queries_are_invalid_with_the_reason(q: str, regex: bool, reason: st
 def test_the_longest_query_and_any_regex_re2_accepts_parse() -> None:
     assert LogQuery.parse("x" * 256).matches("y" + "X" * 300)
     assert LogQuery.parse("(a+)+$", regex=True).matches("a" * 50_000 + "!") is False  # linear, no blow-up
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"error|warn", r"\bTS\d{4}\b", r"[a-f0-9]{40}", r"[a-f0-9]{64}", r"^\s*at .*\(.*:\d+\)$", r".{100}", r"x{900}"],
+)
+def test_ordinary_patterns_are_not_too_complex(pattern: str) -> None:
+    assert LogQuery.parse(pattern, regex=True).regex
+
+
+class SlowMatch:
+    """A query whose every test takes 10 ms: a full scan of 500 lines would take 5 s."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, text: str) -> bool:
+        self.calls += 1
+        time.sleep(0.01)
+        return "line" in text
+
+
+@pytest.mark.parametrize("archived_log", [False, True], ids=["live", "archived"])
+async def test_a_scan_stops_at_its_deadline(
+    redis: Redis, s3: Any, build_id: str, archived_log: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a log of 500 lines, and a query that takes 10 ms per line
+    key = logs_key(build_id)
+    pipe = redis.pipeline(transaction=False)
+    for n in range(500):
+        pipe.xadd(key, {"ts": n, "source": "stdout", "phase": "build", "text": f"line {n}"})
+    await pipe.execute()
+    await archived(redis, s3, build_id)
+    if archived_log:
+        await redis.delete(key)
+    slow = SlowMatch()
+    query = LogQuery("line", True, slow)
+    # WHEN the deadline is 0.2 s
+    monkeypatch.setattr(search_module, "SEARCH_DEADLINE_SECONDS", 0.2)
+    started = time.monotonic()
+    with pytest.raises(SearchTimeout, match=r"stopped after 0\.2 s .*narrow the query"):
+        await search_logs(redis, s3, BUCKET, build_id, build_exists=known, query=query)
+    # THEN the scan stopped there, long before its end
+    assert time.monotonic() - started < 1.5
+    assert 5 <= slow.calls < 100

@@ -16,6 +16,7 @@ from tests.support.archive import (
     BUCKET,
     CountingS3,
     KillRecorder,
+    LockingS3,
     NoCalls,
     archived_records,
     multipart_uploads,
@@ -97,14 +98,16 @@ async def test_duplicate_delivery_writes_one_end_and_leaves_the_same_object(
 async def test_concurrent_deliveries_still_write_exactly_one_end(
     redis: Redis, redis_url: str, s3: Any, build_id: str
 ) -> None:
-    # GIVEN a stream without an end entry and two archivers with their own connections
+    # GIVEN a stream without an end entry and two archivers with their own connections (and one
+    # S3 whose calls are atomic, as real S3's are: moto's concurrent PUTs of one key are not)
     await write_lines(redis, build_id, 200)
     other = Redis.from_url(redis_url, decode_responses=True)
+    shared = LockingS3(s3)
     try:
         # WHEN the event and the sweep archive the build at the same time
         results = await asyncio.gather(
-            archive_logs(redis, s3, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL),
-            archive_logs(other, s3, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL),
+            archive_logs(redis, shared, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL),
+            archive_logs(other, shared, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL),
         )
     finally:
         await other.aclose()

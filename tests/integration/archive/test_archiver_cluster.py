@@ -8,7 +8,7 @@ from buildlogs.clients import create_redis
 from buildlogs.keys import logs_key, meta_key
 from buildlogs.settings import Settings
 from buildlogs.stream.entries import entry_record
-from tests.support.archive import BUCKET, archived_records
+from tests.support.archive import BUCKET, LockingS3, archived_records
 from tests.support.redis_servers import RedisServer
 
 
@@ -24,9 +24,14 @@ async def test_archive_on_a_cluster_writes_one_end_per_build(cluster: list[Redis
                 )
             await client.hset(meta_key(build_id), "sandbox_id", f"sbx-{build_id}")
 
-        # WHEN each build is archived twice at once (event and sweep racing: WATCH/MULTI per slot)
+        # WHEN each build is archived twice at once (event and sweep racing: WATCH/MULTI per slot;
+        # each S3 call atomic, as real S3's are: moto's concurrent PUTs of one key are not)
+        shared = LockingS3(s3)
         results = await asyncio.gather(
-            *(archive_logs(client, s3, BUCKET, b, "ABORTED", kill_sandbox=_no_kill, ttl_seconds=60) for b in builds * 2)
+            *(
+                archive_logs(client, shared, BUCKET, b, "ABORTED", kill_sandbox=_no_kill, ttl_seconds=60)
+                for b in builds * 2
+            )
         )
 
         # THEN every archive is the whole stream with exactly one BUILD line and one end entry

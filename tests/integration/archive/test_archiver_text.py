@@ -3,15 +3,20 @@
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from redis.asyncio import Redis
 
 from buildlogs.archive.archiver import TEXT_CONTENT_TYPE, archive_logs
-from buildlogs.keys import logs_key, text_key
+from buildlogs.keys import archive_key, logs_key, text_key
 from tests.support.archive import BUCKET, CountingS3, multipart_uploads, stream_records, write_build_log, write_lines
 
 pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("stream_cleanup")]
 
 TTL = 600
+
+
+def _keys(s3: Any) -> set[str]:
+    return {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
 
 
 def _object(s3: Any, key: str) -> tuple[str, dict[str, Any]]:
@@ -79,11 +84,52 @@ async def test_a_failed_upload_leaves_no_rendering_behind(
     with pytest.raises(Exception, match="injected"):
         await archive_logs(redis, flaky, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL, part_size=16384)
 
-    # THEN no log object exists and no upload is orphaned; the retry writes all three
+    # THEN nothing is left: no log object, no rendering (both had completed), no upload orphaned;
+    # the retry writes all three
     assert multipart_uploads(s3) == []
-    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
-    assert keys <= {text_key(build_id), text_key(build_id, ansi=True)}
+    assert _keys(s3) == set()
+    assert set(flaky.keys["delete_object"]) == {text_key(build_id), text_key(build_id, ansi=True)}
     result = await archive_logs(redis, flaky, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL, part_size=16384)
     assert result is not None
     texts = [record["text"] for record in await stream_records(redis, build_id)]
     assert _object(s3, text_key(build_id))[0] == "\n".join(texts) + "\n"
+
+
+async def test_a_failed_single_put_leaves_no_rendering_behind(redis: Redis, s3: Any, build_id: str) -> None:
+    # GIVEN a small log (one PUT per object: build.txt, build.ansi.txt, then build.jsonl) and S3
+    # failing the third PUT, the log object's
+    await write_lines(redis, build_id, 20)
+    flaky = CountingS3(s3, fail_method="put_object", fail_on_call=3)
+
+    # WHEN the attempt fails
+    with pytest.raises(Exception, match="injected"):
+        await archive_logs(redis, flaky, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
+
+    # THEN the two renderings it had written are deleted: no key is left
+    assert flaky.keys["put_object"][:2] == [text_key(build_id), text_key(build_id, ansi=True)]
+    assert _keys(s3) == set()
+    # AND the retry writes all three
+    assert await archive_logs(redis, flaky, BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL) is not None
+    assert {text_key(build_id), text_key(build_id, ansi=True), archive_key(build_id)} <= _keys(s3)
+
+
+class _UndeletableS3(CountingS3):
+    """Fails the log object's PUT once, and every DeleteObject."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client, fail_method="put_object", fail_on_call=3)
+
+    def delete_object(self, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no delete"}}, "DeleteObject")
+
+
+async def test_a_failed_cleanup_is_logged_and_the_upload_error_still_raised(
+    redis: Redis, s3: Any, build_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await write_lines(redis, build_id, 20)
+    with pytest.raises(ClientError, match="injected"):
+        await archive_logs(redis, _UndeletableS3(s3), BUCKET, build_id, "SUCCEEDED", ttl_seconds=TTL)
+    failures = [record for record in caplog.records if record.getMessage() == "could not delete an abandoned object"]
+    assert sorted(getattr(record, "key", "") for record in failures) == sorted(
+        [text_key(build_id), text_key(build_id, ansi=True)]
+    )

@@ -1,10 +1,12 @@
 """`buildlogs view`: the viewer proxy on 127.0.0.1 in front of the local API (real Redis, moto)
 and in front of a deployed API (an in-memory transport that records what it was sent)."""
 
+import asyncio
 import io
+import socket
 import threading
-import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -13,6 +15,7 @@ from botocore.credentials import Credentials
 from buildlogs.client.cli import main
 from buildlogs.client.view import serve_view
 from tests.support.api import Api, serve_api, spec, write_log
+from tests.support.sandbox import eventually
 
 pytestmark = [pytest.mark.redis]
 
@@ -98,6 +101,68 @@ def test_the_proxy_signs_for_a_deployed_api_and_streams_the_answer_through(build
     assert download.headers["location"] == "https://bucket.s3.amazonaws.com/x?sig=1"
 
 
+def _raw_get(url: str, target: str) -> int:
+    """The status of ``GET <target>`` sent byte for byte on a socket (httpx would normalise it first)."""
+    address = urlsplit(url)
+    host, port = address.hostname or "", address.port or 80
+    with socket.create_connection((host, port), timeout=10) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status_line = reply.split(b"\r\n", 1)[0].decode()
+    return int(status_line.split()[1])
+
+
+ESCAPES = [
+    "/builds/{id}/../other/logs",
+    "/builds/{id}/..",
+    "/builds/{id}/../",
+    "/builds/{id}/../../openapi.json",
+    "/builds/{id}/logs/../../other/logs",
+    "/builds/{id}/./logs",
+    "/builds/{id}//logs",
+    "/builds/{id}/logs/",
+    "/builds/{id}/%2e%2e/other/logs",
+    "/builds/{id}/%2E%2E/other/logs",
+    "/builds/{id}%2f..%2fother/logs",
+    "/builds/{id}/logs%2F..%2F..",
+    "/builds/{id}/%5c../other/logs",
+    "/builds/{id}\\..\\other/logs",
+    "/builds/%7Bid%7D/logs",
+    "http://evil.example/builds/{id}/logs",
+    "https://evil.example/builds/{id}/logs?tail=5",
+    "//evil.example/builds/{id}/logs",
+    "/builds/{id}/cancel",
+    "/builds/{id}/logs/search/more",
+    "/builds/{id}/events/x",
+]
+
+
+@pytest.mark.parametrize("target", ESCAPES)
+def test_the_proxy_refuses_any_target_but_the_builds_known_routes_and_forwards_nothing(
+    build_id: str, target: str
+) -> None:
+    # GIVEN the proxy in front of a deployed API (in memory) that records every request it gets
+    seen: list[httpx.Request] = []
+
+    def deployed(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"entries": []})
+
+    credentials = Credentials("AKIDEXAMPLE", "secret")
+    with serve_view(DEPLOYED, build_id, transport=httpx.MockTransport(deployed), credentials=credentials) as url:
+        # WHEN a request target that escapes the build's routes (dot segments, encoded dots or
+        # slashes, absolute-form, unknown routes) is sent as it is
+        refused = _raw_get(url, target.replace("{id}", build_id))
+        # AND a known route with a query is sent the same way
+        allowed = _raw_get(url, f"/builds/{build_id}/logs/search?q=a%2F..%2Fb&limit=5")
+    # THEN the escape is a 404 and the API never saw it; the known route is forwarded as it reads
+    assert refused == 404
+    assert allowed == 200
+    assert [str(request.url) for request in seen] == [f"{DEPLOYED}/builds/{build_id}/logs/search?q=a%2F..%2Fb&limit=5"]
+
+
 def test_view_prints_the_page_url_and_serves_until_stopped(api: Api, build_id: str) -> None:
     # GIVEN a build on the local API
     api.call("POST", "/builds", spec(build_id=build_id))
@@ -108,9 +173,7 @@ def test_view_prints_the_page_url_and_serves_until_stopped(api: Api, build_id: s
             target=lambda: result.append(main(["view", build_id, "--api", root], out=out, stop=stop))
         )
         thread.start()
-        deadline = time.monotonic() + 10
-        while "/view" not in out.getvalue() and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.02)  # polling the printed URL with a deadline
+        asyncio.run(eventually(lambda: "/view" in out.getvalue() or not thread.is_alive(), what="the printed URL"))
         url = out.getvalue().strip()
         # THEN it prints the page's URL on 127.0.0.1, which serves the viewer, until stopped
         assert url.startswith("http://127.0.0.1:")

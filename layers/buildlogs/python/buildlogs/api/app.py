@@ -63,11 +63,12 @@ from buildlogs.api.schemas import (
     error_responses,
     responses,
 )
-from buildlogs.api.search import InvalidQuery, LogQuery
+from buildlogs.api.search import SEARCH_DEADLINE_SECONDS, InvalidQuery, LogQuery, SearchTimeout
 from buildlogs.api.text import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from buildlogs.api.text import TextTooLarge, content_disposition, read_text
 from buildlogs.archive.archiver import head_archive
 from buildlogs.keys import BUILD_ID_PATTERN, archive_key, validate_entry_id
+from buildlogs.limits import LAMBDA_PAYLOAD_BYTES, PAGE_BUDGET_BYTES
 from buildlogs.observability import logger, metrics
 from buildlogs.pipeline.models import BuildSpec
 from buildlogs.statuses import RUNNING, ExecutionStatus, build_status
@@ -82,11 +83,13 @@ T = TypeVar("T")
 SECURITY_SCHEME = "sigv4"
 
 # Lambda's synchronous invocation payload limit; a BuildSpec's own limits are far below it.
-MAX_BODY_BYTES = 6 * 1024 * 1024
+MAX_BODY_BYTES = LAMBDA_PAYLOAD_BYTES
 
 BuildId = Annotated[str, Path(pattern=BUILD_ID_PATTERN, max_length=64, description="the build id")]
 # The log routes' shared query parameters (one description each, documented in OpenAPI).
-PageLimit = Annotated[int, Query(ge=1, le=1000, description="at most this many entries (1..1000)")]
+# A page's entries stop at PAGE_BUDGET_BYTES (a Lambda response carries at most 6 MB): fewer than limit.
+_BUDGET = f"fewer once the page holds {PAGE_BUDGET_BYTES // (1024 * 1024)} MiB of entries"
+PageLimit = Annotated[int, Query(ge=1, le=1000, description=f"at most this many entries (1..1000; {_BUDGET})")]
 Wait = Annotated[int, Query(ge=0, le=20, description="seconds to wait for the first entry (long-poll, 0..20)")]
 Phase = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="only entries of this stage (e.g. install)")]
 Source = Annotated[Literal["stdout", "stderr", "system"] | None, Query(description="only entries of this source")]
@@ -224,7 +227,9 @@ def get_build_status(build_id: BuildId) -> BuildStatus:
     description="Forwards: pass `next` as `after` to continue; entries are never skipped nor repeated. "
     "Backwards: `tail=N` is the last N entries, `before=<id>` the entries just before it (oldest first); "
     "pass `prev` as `before` to continue backwards and `next` as `after` to follow the log from there. "
-    "Served from the S3 archive once the live stream expired, with the same entry ids and the same pages.",
+    "Served from the S3 archive once the live stream expired, with the same entry ids and the same pages. "
+    f"A page stops before the entry that would take it past {PAGE_BUDGET_BYTES // (1024 * 1024)} MiB "
+    "(long lines): it then holds fewer than `limit` entries, and `next`/`prev` continue from there.",
     responses=responses(200, LogPageOut, 400, 404, 503),
 )
 def get_build_logs(
@@ -238,7 +243,11 @@ def get_build_logs(
     ] = None,
     tail: Annotated[
         int | None,
-        Query(ge=1, le=1000, description="the last N entries of the log (backwards from its end; N is the limit)"),
+        Query(
+            ge=1,
+            le=1000,
+            description=f"the last N entries of the log (backwards from its end; N is the limit; {_BUDGET})",
+        ),
     ] = None,
     limit: PageLimit = 100,
     wait: Wait = 0,
@@ -291,9 +300,12 @@ def get_build_logs(
     "/builds/<build_id>/logs/search",
     summary="Search a build's whole log: matching entries and the exact match count",
     description="Plain queries match a case-insensitive substring of an entry's text; `regex=true` takes an "
-    "RE2 pattern (linear time, case-insensitive). `total` counts the matches in the whole log (every stage, "
-    "with the phase/source filters applied), whatever `after`; `matches` are the next `limit` ones after "
-    "`after`, oldest first. Pass `next` as `after` for the following matches. Live from Redis, archived from S3.",
+    "RE2 pattern (linear time, case-insensitive; a pattern too complex to scan fast is a 400). `total` counts "
+    "the matches in the whole log (every stage, with the phase/source filters applied), whatever `after`; "
+    "`matches` are the next `limit` ones after `after`, oldest first. Pass `next` as `after` for the following "
+    f"matches (a page stops before the match that would take it past {PAGE_BUDGET_BYTES // (1024 * 1024)} MiB: "
+    "`next` and `done` continue from there). Live from Redis, archived from S3. A scan is stopped after "
+    f"{SEARCH_DEADLINE_SECONDS:g} s: 503 `search_timeout` (narrow the query).",
     responses=responses(200, SearchPageOut, 400, 404, 503),
 )
 def get_build_log_search(
@@ -303,7 +315,7 @@ def get_build_log_search(
     after: Annotated[
         str | None, Query(max_length=64, description="entry id: only matches strictly after it (from a page's next)")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many matches (1..1000)")] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description=f"at most this many matches (1..1000; {_BUDGET})")] = 100,
     phase: Phase = None,
     source: Source = None,
 ) -> SearchPageOut:
@@ -313,20 +325,24 @@ def get_build_log_search(
         raise ApiError(400, "invalid_query", str(exc), "q") from None
     cursor = _cursor(after or "0-0", "after")
     log_filter = LogFilter(phase=phase, source=source)
-    page = _run_logs(
-        build_id,
-        lambda redis, s3, bucket, exists: search_logs(
-            redis,
-            s3,
-            bucket,
+    try:
+        page = _run_logs(
             build_id,
-            build_exists=exists,
-            query=query,
-            after=cursor,
-            limit=limit,
-            log_filter=log_filter,
-        ),
-    )
+            lambda redis, s3, bucket, exists: search_logs(
+                redis,
+                s3,
+                bucket,
+                build_id,
+                build_exists=exists,
+                query=query,
+                after=cursor,
+                limit=limit,
+                log_filter=log_filter,
+            ),
+        )
+    except SearchTimeout as exc:
+        logger.warning("search stopped at its deadline", extra={"build_id": build_id, "regex": regex})
+        raise ApiError(503, "search_timeout", str(exc), "q") from None
     return SearchPageOut(
         matches=[_entry_out(entry) for entry in page.matches], total=page.total, next=page.next, done=page.done
     )
@@ -368,7 +384,9 @@ def get_build_log_text(
 @app.get(
     "/builds/<build_id>/events",
     summary="A build's log as Server-Sent Events (EventSource), one page per response",
-    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment, "
+    description="Each response is buffered (as under API Gateway): a `: heartbeat` comment (it arrives "
+    "with the rest of the body, so it cannot keep an idle proxy open — `wait` keeps each response short; "
+    "it keeps the framing of a streaming SSE server, and clients ignore it), "
     f"`retry: {SSE_RETRY_MS}`, then one event per entry (`id:` = entry id, `data:` = the entry's JSON, "
     "as in /logs; the `end` entry as `event: end` with its status), after at most `wait` seconds. "
     "The client reconnects with `Last-Event-ID` and resumes strictly after it: no entry is skipped "
@@ -391,12 +409,18 @@ def get_build_events(
     ] = None,
     tail: Annotated[
         int | None,
-        Query(ge=1, le=1000, description="without after or Last-Event-ID: start with the log's last N entries"),
+        Query(
+            ge=1,
+            le=1000,
+            description=f"without after or Last-Event-ID: start with the log's last N entries ({_BUDGET})",
+        ),
     ] = None,
     wait: Annotated[
         int, Query(ge=0, le=20, description="seconds to wait for a new entry before the response ends (0..20)")
     ] = 20,
-    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many events per response (1..1000)")] = 1000,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description=f"at most this many events per response (1..1000; {_BUDGET})")
+    ] = 1000,
     phase: Phase = None,
     source: Source = None,
     last_event_id: Annotated[

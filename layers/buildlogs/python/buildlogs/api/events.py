@@ -6,7 +6,7 @@ makes ``EventSource`` reconnect almost at once, sending the last ``id:`` it saw 
 ``Last-Event-ID``, which resumes strictly after it. Entry ids are the event ids, so delivery is
 gap-free and duplicate-free across reconnects. The body::
 
-    : heartbeat                      (a comment: keeps proxies from timing the stream out)
+    : heartbeat                      (a comment: see below)
 
     retry: <SSE_RETRY_MS>
 
@@ -16,6 +16,12 @@ gap-free and duplicate-free across reconnects. The body::
     id: <end entry id>
     event: end
     data: <end entry JSON, with status>
+
+The ``: heartbeat`` comment opens every body. It cannot keep a proxy's idle timer from firing:
+the body is buffered, so it arrives with the rest, after the long-poll — what keeps connections
+short is ``wait`` (at most 20 s, under API Gateway's 29 s). It marks a live response (``curl``
+shows it at once) and keeps the framing of a streaming SSE server, whose heartbeats are the same
+comment sent while idle; clients ignore it.
 
 With filters, a page that kept nothing still moves the cursor: a bare ``id: <next>`` block
 advances the client's last event id and dispatches nothing. Once the cursor is at or after the

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from buildlogs.limits import PAGE_BUDGET_BYTES
 from buildlogs.statuses import BuildStatusValue, ExecutionStatus
 from buildlogs.stream.summary import StageStatus
 
@@ -112,7 +113,9 @@ class LogEntryOut(BaseModel):
 class LogPageOut(BaseModel):
     """GET /builds/{id}/logs: pass ``next`` as ``after`` to continue; ``done`` once the log ended."""
 
-    entries: list[LogEntryOut] = Field(description="oldest first")
+    entries: list[LogEntryOut] = Field(
+        description=f"oldest first; at most limit, fewer once they reach {PAGE_BUDGET_BYTES // (1024 * 1024)} MiB"
+    )
     next: str = Field(description="pass as `after` to read on forwards (after a backward read too)")
     done: bool = Field(description="the log has ended and `next` is its `end` entry")
     prev: str | None = Field(
@@ -128,14 +131,18 @@ ERROR_DESCRIPTIONS = {
     409: "conflict",
     413: "too large: the request body, or a live log as text",
     500: "internal error",
-    503: "Redis or AWS unavailable: retry after Retry-After seconds",
+    503: "Redis or AWS unavailable: retry after Retry-After seconds; "
+    "or (search) search_timeout: the scan ran past its deadline, narrow the query",
 }
 
 
 class SearchPageOut(BaseModel):
     """GET /builds/{id}/logs/search: matches after the cursor and the whole log's match count."""
 
-    matches: list[LogEntryOut] = Field(description="up to limit matching entries strictly after `after`, oldest first")
+    matches: list[LogEntryOut] = Field(
+        description="up to limit matching entries strictly after `after`, oldest first "
+        f"(fewer once they reach {PAGE_BUDGET_BYTES // (1024 * 1024)} MiB)"
+    )
     total: int = Field(description="the exact number of matching entries in the whole log (filters applied)")
     next: str = Field(description="pass as `after` for the following matches: the last match returned (or `after`)")
     done: bool = Field(description="no match exists after `next` (for now, if the log is still running)")

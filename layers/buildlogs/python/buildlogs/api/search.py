@@ -3,7 +3,12 @@
 Each request scans the whole log, so ``total`` is exact (every stage, whatever the cursor).
 A plain query is a case-insensitive substring (``casefold``: "STRASSE" finds "straße") of
 the entry's ``text``; a regex is RE2 (linear time, case-insensitive, no backreferences), so no
-pattern can make a scan super-linear.
+pattern can make a scan super-linear. Linear is not fast enough on its own: RE2 falls back from
+its DFA to its NFA when a program is large (``.{1000}.{1000}$Z`` took ~0.3 s per 16 KiB line),
+and the NFA's cost per byte grows with the program. So a pattern whose compiled program is over
+``MAX_REGEX_PROGRAM_SIZE`` instructions is refused (``InvalidQuery``: "regex too complex"), and
+every scan has a deadline (``SEARCH_DEADLINE_SECONDS``, under API Gateway's 29 s): past it the
+scan raises :class:`SearchTimeout` (the route answers 503 ``search_timeout``), never a hung request.
 
 The archive is scanned in raw blocks of NDJSON lines and only candidate lines are parsed. For
 a plain query the candidates are the lines where its needle (casefolded, JSON-escaped as the
@@ -15,6 +20,7 @@ sign is ``k``) always takes the full test. A regex parses every line.
 """
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,18 +32,51 @@ from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.archive.reader import EntryFilter, iter_archive_blocks
 from buildlogs.keys import entry_id_key, logs_key
+from buildlogs.limits import PageBudget
 from buildlogs.stream.entries import LogEntry, entry_record
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 MAX_QUERY_CHARS = 256
+# RE2 program instructions a regex may compile to (the larger of its forward and reverse
+# programs). Ordinary patterns are far below it: ``error|warn`` 13, ``\bTS\d{4}\b`` 14,
+# ``[a-f0-9]{40}`` 84, ``[a-f0-9]{64}`` 132, ``.{100}`` 804; ``.{1000}.{1000}$Z`` is 16,006.
+MAX_REGEX_PROGRAM_SIZE = 1000
+# A scan stops after this many seconds (read at each call: tests lower it). API Gateway ends
+# a request at 29 s; the rest is left for the lookups before the scan and the response.
+SEARCH_DEADLINE_SECONDS = 20.0
 PAGE_SIZE = 1000  # XRANGE page of a live scan
 _ERROR_PREFIX = re.compile(r"^(?:re2\.)?error:\s*")
 
 
 class InvalidQuery(ValueError):
     """A query the API refuses with a 400; the message is the reason."""
+
+
+class SearchTimeout(Exception):
+    """The scan ran past its deadline (``SEARCH_DEADLINE_SECONDS``): the query must be narrowed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the search was stopped after {seconds:g} s without finishing the log: narrow the query "
+            "(longer plain text, a simpler pattern, or the phase/source filters)"
+        )
+        self.seconds = seconds
+
+
+class _Deadline:
+    """``check()`` raises :class:`SearchTimeout` once ``seconds`` have passed since creation."""
+
+    __slots__ = ("_at", "_seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() >= self._at:
+            raise SearchTimeout(self._seconds)
 
 
 def _regex_matcher(pattern: str) -> Callable[[str], bool]:
@@ -51,6 +90,12 @@ def _regex_matcher(pattern: str) -> Callable[[str], bool]:
         reason = exc.args[0] if exc.args else exc
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
         raise InvalidQuery(f"invalid regex: {_ERROR_PREFIX.sub('', text)}") from None
+    size = max(compiled.programsize, compiled.reverseprogramsize)
+    if size > MAX_REGEX_PROGRAM_SIZE:
+        raise InvalidQuery(
+            f"regex too complex: it compiles to {size} RE2 instructions, at most {MAX_REGEX_PROGRAM_SIZE} "
+            "are allowed (use smaller repetition counts, e.g. .* instead of .{1000})"
+        )
     search = compiled.search
     return lambda text: search(text) is not None
 
@@ -68,7 +113,7 @@ class LogQuery:
 
     @classmethod
     def parse(cls, q: str, *, regex: bool = False) -> "LogQuery":
-        """``InvalidQuery`` for an empty or over-long query, or a pattern RE2 refuses."""
+        """``InvalidQuery`` for an empty or over-long query, a pattern RE2 refuses, or one too complex."""
         if not isinstance(q, str) or not 1 <= len(q) <= MAX_QUERY_CHARS:
             raise InvalidQuery(f"q must be 1 to {MAX_QUERY_CHARS} characters")
         if regex:
@@ -124,6 +169,8 @@ class SearchPage:
     """Matches after the cursor, the whole log's match count, and the cursor for the next page.
 
     ``next`` is the last match returned (``after`` if none); ``done``: no match after ``next``.
+    A page holds at most ``limit`` matches and stops early before the one that would take it
+    past its byte budget (:class:`~buildlogs.limits.PageBudget`; the first always fits).
     """
 
     matches: list[LogEntry]
@@ -133,21 +180,23 @@ class SearchPage:
 
 
 class _Results:
-    """Counts every match and keeps the first ``limit`` strictly after the cursor."""
+    """Counts every match and keeps the first ``limit`` strictly after the cursor (within the byte budget)."""
 
     def __init__(self, after: str, limit: int) -> None:
         self._after, self._after_key, self._limit = after, entry_id_key(after), limit
         self._matches: list[LogEntry] = []
+        self._budget = PageBudget()
         self._total = 0
-        self._more = False
+        self._more = False  # a match after the cursor was left out: the page is full
 
     def add(self, record: dict[str, Any]) -> None:
         self._total += 1
-        if entry_id_key(str(record["id"])) > self._after_key:
-            if len(self._matches) < self._limit:
-                self._matches.append(LogEntry.model_validate(record))
-            else:
-                self._more = True
+        if self._more or entry_id_key(str(record["id"])) <= self._after_key:
+            return
+        if len(self._matches) < self._limit and self._budget.take(record):
+            self._matches.append(LogEntry.model_validate(record))
+        else:
+            self._more = True
 
     def page(self) -> SearchPage:
         last = self._matches[-1].id if self._matches else self._after
@@ -163,13 +212,19 @@ def search_archive(
     limit: int,
     keep: EntryFilter | None = None,
 ) -> SearchPage:
-    """Search the archived log, streamed in blocks (``ArchiveMissing`` if there is none)."""
+    """Search the archived log, streamed in blocks (``ArchiveMissing`` if there is none).
+
+    ``SearchTimeout`` once ``SEARCH_DEADLINE_SECONDS`` have passed (checked before each candidate line).
+    """
     results = _Results(after, limit)
-    loads, candidates, matches = orjson.loads, query.candidates, query.matches
+    deadline = _Deadline(SEARCH_DEADLINE_SECONDS)
+    loads, candidates, matches, check = orjson.loads, query.candidates, query.matches, deadline.check
     blocks = iter_archive_blocks(s3, bucket, build_id)
     try:
         for block in blocks:
+            check()
             for line in candidates(block):
+                check()
                 record = loads(line)
                 if (keep is None or keep(record)) and matches(record.get("text", "")):
                     results.add(record)
@@ -186,12 +241,18 @@ async def search_stream(
     limit: int,
     keep: EntryFilter | None = None,
 ) -> SearchPage:
-    """Search the live stream in XRANGE pages of 1,000, up to its ``end`` entry (a late write is not log)."""
+    """Search the live stream in XRANGE pages of 1,000, up to its ``end`` entry (a late write is not log).
+
+    ``SearchTimeout`` once ``SEARCH_DEADLINE_SECONDS`` have passed (checked before each entry).
+    """
     results = _Results(after, limit)
+    check = _Deadline(SEARCH_DEADLINE_SECONDS).check
     key, start = logs_key(build_id), "-"
     while True:
+        check()
         page: Any = await redis.xrange(key, min=start, max="+", count=PAGE_SIZE)
         for entry_id, fields in page:
+            check()
             record = entry_record(entry_id, fields)
             if (keep is None or keep(record)) and query.matches(record["text"]):
                 results.add(record)
@@ -202,4 +263,14 @@ async def search_stream(
         start = f"({record['id']}"
 
 
-__all__ = ["MAX_QUERY_CHARS", "InvalidQuery", "LogQuery", "SearchPage", "search_archive", "search_stream"]
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "MAX_REGEX_PROGRAM_SIZE",
+    "SEARCH_DEADLINE_SECONDS",
+    "InvalidQuery",
+    "LogQuery",
+    "SearchPage",
+    "SearchTimeout",
+    "search_archive",
+    "search_stream",
+]

@@ -27,15 +27,16 @@ from redis.asyncio.cluster import RedisCluster
 from buildlogs.archive.reader import ArchiveMissing, iter_archive
 from buildlogs.clients import is_not_found
 from buildlogs.keys import logs_key, text_key, validate_build_id
+from buildlogs.limits import INLINE_TEXT_BYTES
 from buildlogs.stream.ansi import strip_ansi
 from buildlogs.stream.entries import entry_record
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
-# What a text body may weigh once JSON-escaped in the Lambda response (whose limit is 6 MB, less
-# the envelope and headers). Larger archived text is redirected to S3; larger live text is a 413.
-INLINE_LIMIT_BYTES = 5 * 1024 * 1024
+# What a text body may weigh once JSON-escaped in the Lambda response (buildlogs.limits: 6 MB,
+# less the envelope and headers). Larger archived text is redirected to S3; larger live text is a 413.
+INLINE_LIMIT_BYTES = INLINE_TEXT_BYTES
 PRESIGNED_SECONDS = 300
 CONTENT_TYPE = "text/plain; charset=utf-8"
 PAGE_SIZE = 1000  # XRANGE COUNT of a live log

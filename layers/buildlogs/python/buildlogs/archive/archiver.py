@@ -276,8 +276,11 @@ async def _upload(
     The same pass writes the log's text renderings beside it (:func:`text_key`: ``build.txt``
     with escapes stripped, ``build.ansi.txt`` as printed; one entry's ``text`` per line), each a
     streaming upload of its own, so ``logs.txt`` of an archived log is one S3 object. They are
-    completed before ``build.jsonl``: an archive object never exists without them (a failure
-    aborts all three, and the retry writes all three again).
+    completed before ``build.jsonl``: an archive object never exists without them. On a failure
+    nothing of this attempt is left behind: uploads in progress are aborted and the renderings
+    already completed are deleted (best effort, logged: :meth:`StreamingUpload.abort`); the
+    retry writes all three again. (An older ``build.jsonl`` being replaced then stays without
+    renderings: ``logs.txt`` renders it from the NDJSON.)
 
     Then write its index sidecar (``buildlogs.archive.index``: byte offsets of every 1,000th
     entry and the stage summary) — after the log succeeded, best effort.

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from buildlogs.archive.index import ArchiveIndex, load_index
 from buildlogs.clients import error_code, is_not_found
 from buildlogs.keys import archive_key, entry_id_key, validate_entry_id
+from buildlogs.limits import PageBudget
 from buildlogs.observability import logger
 from buildlogs.stream.entries import LogEntry
 from buildlogs.stream.reader import BackwardScan, LogPage
@@ -147,14 +148,17 @@ def read_archive_page(
     ``next`` advances past entries ``keep`` rejects (a filtered page never stalls a reader); it
     stops at the last kept entry once the page is full. A filtered page scans at most
     ``MAX_FILTERED_PAGES * limit`` entries, then returns (``done`` false) with ``next`` past
-    them. The archive always ends with the ``end`` entry, so ``done`` means: nothing is left
-    after ``next``.
+    them. A page also stops before a kept entry that would take it past its byte budget
+    (:class:`~buildlogs.limits.PageBudget`; the first always fits): ``next`` is then the last
+    entry returned. The archive always ends with the ``end`` entry, so ``done`` means: nothing
+    is left after ``next``.
     """
     validate_entry_id(after)
     cursor = entry_id_key(after)
     entries: list[LogEntry] = []
     next_id = after
     budget = MAX_FILTERED_PAGES * limit if keep is not None else None
+    size = PageBudget()
     scanned = 0
     records = iter_archive(s3, bucket, build_id, index=load_index(s3, bucket, build_id), after=after)
     try:
@@ -163,9 +167,12 @@ def read_archive_page(
                 continue
             if len(entries) >= limit or (budget is not None and scanned >= budget):
                 return LogPage(entries, next_id, False)
+            kept = keep is None or keep(record)
+            if kept and not size.take(record):
+                return LogPage(entries, next_id, False)
             scanned += 1
             next_id = str(record["id"])
-            if keep is None or keep(record):
+            if kept:
                 entries.append(LogEntry.model_validate(record))
     finally:
         records.close()

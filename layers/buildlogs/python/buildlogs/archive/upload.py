@@ -3,7 +3,9 @@
 Bytes are buffered up to ``part_size``; each full buffer becomes one part (every part but the
 last is at least ``part_size`` ≥ 5 MiB, as S3 requires), uploaded on a worker thread while the
 caller produces the next one — at most one part in flight, so memory stays near two parts
-whatever the object's size. A failure aborts the multipart upload: nothing is left behind.
+whatever the object's size. :meth:`StreamingUpload.abort` leaves nothing behind: it aborts a
+multipart upload in progress, and deletes the object if this upload already completed it (for
+a caller whose later step failed: several objects that only make sense together).
 
 ``s3`` is a boto3 S3 client (any object with its methods); its calls run in a thread so the
 event loop keeps reading Redis while a part uploads.
@@ -52,6 +54,7 @@ class StreamingUpload:
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._in_flight: asyncio.Future[None] | None = None
+        self.completed = False  # finish() succeeded: the object exists (abort() deletes it)
         self.bytes_written = 0
         self.parts_uploaded = 0
 
@@ -79,6 +82,7 @@ class StreamingUpload:
                 ContentType=self._content_type,
                 Metadata=self._metadata,
             )
+            self.completed = True
             return self.bytes_written
         if self._buffer or not self._parts:
             await self._send_part()
@@ -91,14 +95,26 @@ class StreamingUpload:
             MultipartUpload={"Parts": self._parts},
         )
         self._upload_id = None
+        self.completed = True
         return self.bytes_written
 
     async def abort(self) -> None:
-        """Abandon the object: wait for a part in flight, then abort the multipart upload.
+        """Abandon the object: wait for a part in flight, then abort the multipart upload — or,
+        if :meth:`finish` already completed the object, delete it.
 
-        Best effort (it runs while another error propagates): a failure to abort is logged; the
-        bucket's lifecycle rule for incomplete multipart uploads is the last resort.
+        Best effort (it runs while another error propagates): a failure to abort or delete is
+        logged, never raised; the bucket's lifecycle rule for incomplete multipart uploads is the
+        last resort for those. (A completed object whose delete failed stays; the caller's retry
+        overwrites it.)
         """
+        if self.completed:
+            self.completed = False
+            try:
+                await _call(self._s3.delete_object, Bucket=self._bucket, Key=self._key)
+                logger.info("completed object deleted: its upload was abandoned", extra={"key": self._key})
+            except Exception as exc:
+                logger.error("could not delete an abandoned object", extra={"key": self._key, "error": repr(exc)})
+            return
         self._buffer = bytearray()
         if self._in_flight is not None:
             with contextlib.suppress(Exception):  # its error is the one being handled already

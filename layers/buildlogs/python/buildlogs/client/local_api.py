@@ -47,6 +47,17 @@ def viewer_page() -> bytes:
     return files("buildlogs.client").joinpath("viewer/viewer.html").read_bytes()
 
 
+def send_viewer_page(request: BaseHTTPRequestHandler) -> None:
+    """Answer ``request`` with the viewer page (the local API and ``buildlogs view`` serve the same)."""
+    page = viewer_page()
+    request.send_response(200)
+    for name, value in VIEWER_HEADERS.items():
+        request.send_header(name, value)
+    request.send_header("Content-Length", str(len(page)))
+    request.end_headers()
+    request.wfile.write(page)
+
+
 def is_view_path(target: str) -> bool:
     """Whether ``target`` (a path, with or without a query) asks for the viewer page."""
     return VIEW_PATH.fullmatch(urlsplit(target).path) is not None
@@ -114,7 +125,7 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             if self.command == "GET" and is_view_path(self.path):
-                self._send_page()
+                send_viewer_page(self)
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
@@ -134,15 +145,6 @@ def _request_handler(handler: ApiHandler) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
-
-        def _send_page(self) -> None:
-            page = viewer_page()
-            self.send_response(200)
-            for name, value in VIEWER_HEADERS.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
@@ -169,11 +171,17 @@ class QuietServer(ThreadingHTTPServer):
 @contextmanager
 def serve(handler: ApiHandler, port: int = 0) -> Iterator[str]:
     """Serve ``handler`` on 127.0.0.1:``port`` (0: a free one); yields the API root URL."""
-    server = QuietServer(("127.0.0.1", port), _request_handler(handler))
-    thread = threading.Thread(target=server.serve_forever, name="buildlogs-local-api", daemon=True)
+    with serving(QuietServer(("127.0.0.1", port), _request_handler(handler)), "buildlogs-local-api") as bound:
+        yield f"http://127.0.0.1:{bound}/"
+
+
+@contextmanager
+def serving(server: QuietServer, name: str) -> Iterator[int]:
+    """Run ``server`` on a daemon thread while the block runs (yields its port); shut it down after."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()

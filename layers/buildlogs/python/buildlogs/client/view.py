@@ -8,22 +8,23 @@ status codes and the headers the page relies on pass unchanged (a 302 to a presi
 followed by the browser itself).
 
 Holding the user's credentials, it forwards as little as the page needs: ``GET`` only (nothing
-can start or cancel a build through it), only the viewed build's routes (``/builds/<id>`` and
-below), only when the ``Host`` header names the proxy itself (a DNS-rebinding page cannot use
-it), and it sends no CORS headers (other origins cannot read its answers).
+can start or cancel a build through it), only the viewed build's routes the page calls (status,
+logs, search, logs.txt, events: exact paths, rebuilt from the route rather than copied from the
+request, see :func:`forward_target`), only when the ``Host`` header names the proxy itself (a
+DNS-rebinding page cannot use it), and it sends no CORS headers (other origins cannot read its
+answers).
 """
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from buildlogs.client.http import HTTP_TIMEOUT, ApiError, SigV4
-from buildlogs.client.local_api import VIEWER_HEADERS, QuietServer, viewer_page
+from buildlogs.client.local_api import QuietServer, send_viewer_page, serving
 from buildlogs.keys import validate_build_id
 
 # Request headers the page's calls carry to the API (EventSource resumes with Last-Event-ID).
@@ -31,6 +32,30 @@ REQUEST_HEADERS = ("accept", "last-event-id", "cache-control")
 # Response headers the page relies on (a download's file name, a redirect, a back-off).
 RESPONSE_HEADERS = ("content-type", "location", "retry-after", "content-disposition", "cache-control")
 NO_BODY = frozenset({204, 304})
+# The build's API routes the page calls, below /builds/<id> ("" is the build's status).
+FORWARDED_ROUTES = ("", "/logs", "/logs/search", "/logs.txt", "/events")
+
+
+def forward_target(target: str, build_id: str) -> str | None:
+    """The path and query to forward for the request target ``target``, or ``None`` to refuse it.
+
+    The URL forwarded is built from the known route the target names, never from the target
+    itself: httpx resolves ``.``/``..`` segments before signing, so a raw ``/builds/<id>/../x``
+    would reach (signed) a route of another build or the whole API, and an absolute-form target
+    would be appended as it is. Only origin-form targets whose path is exactly one of the build's
+    routes pass; dots, empty segments, backslashes and any percent-encoding in the path are refused
+    (a build id and the route names need none), and a fragment is dropped.
+    """
+    if not target.startswith("/") or target.startswith("//"):
+        return None  # absolute-form (http://host/...), authority-form, or a scheme-relative path
+    path, _, query = target.partition("#")[0].partition("?")
+    if "%" in path or "\\" in path or any(segment in ("", ".", "..") for segment in path.split("/")[1:]):
+        return None
+    prefix = f"/builds/{quote(build_id, safe='')}"
+    for known in (prefix + route for route in FORWARDED_ROUTES):
+        if path == known:
+            return known + ("?" + query if query else "")
+    return None
 
 
 def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTPRequestHandler]:
@@ -44,13 +69,12 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
             if not self._from_this_host():
                 self._reply(403, "forbidden", "the Host header does not name this proxy")
                 return
-            path = urlsplit(self.path).path
-            if path == page_path:
-                self._page()
-            elif path == prefix or path.startswith(prefix + "/"):
-                self._forward()
+            if self.path.partition("?")[0].partition("#")[0] == page_path:
+                send_viewer_page(self)
+            elif (target := forward_target(self.path, build_id)) is not None:
+                self._forward(target)
             else:
-                self._reply(404, "not_found", f"this proxy serves build {build_id} only")
+                self._reply(404, "not_found", f"this proxy serves the viewer's routes of build {build_id} only")
 
         def _refuse(self) -> None:
             self._reply(405, "method_not_allowed", "the viewer proxy forwards GET requests only", allow="GET")
@@ -62,19 +86,10 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
             port = address[1]
             return self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}")
 
-        def _page(self) -> None:
-            page = viewer_page()
-            self.send_response(200)
-            for name, value in VIEWER_HEADERS.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def _forward(self) -> None:
+        def _forward(self, target: str) -> None:
             headers = {name: value for name in REQUEST_HEADERS if (value := self.headers.get(name)) is not None}
             try:
-                with client.stream("GET", api_url + self.path, headers=headers) as response:
+                with client.stream("GET", api_url + target, headers=headers) as response:
                     self.send_response(response.status_code)
                     for name in RESPONSE_HEADERS:
                         if name in response.headers:
@@ -92,6 +107,8 @@ def _handler(api_url: str, build_id: str, client: httpx.Client) -> type[BaseHTTP
                     self.wfile.write(b"0\r\n\r\n")
             except ApiError as exc:  # no credentials to sign with
                 self._reply(502, "bad_gateway", exc.message)
+            except httpx.InvalidURL as exc:  # a query httpx will not send (control characters)
+                self._reply(400, "invalid_request", f"cannot forward this request: {exc}")
             except httpx.TransportError as exc:
                 self._reply(502, "bad_gateway", f"cannot reach the API: {exc or type(exc).__name__}")
 
@@ -127,12 +144,8 @@ def serve_view(
     validate_build_id(build_id)
     client = httpx.Client(transport=transport, auth=SigV4(credentials), timeout=HTTP_TIMEOUT, follow_redirects=False)
     server = QuietServer(("127.0.0.1", port), _handler(api_url.rstrip("/"), build_id, client))
-    thread = threading.Thread(target=server.serve_forever, name="buildlogs-view", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/builds/{quote(build_id, safe='')}/view"
+        with serving(server, "buildlogs-view") as bound:
+            yield f"http://127.0.0.1:{bound}/builds/{quote(build_id, safe='')}/view"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         client.close()

@@ -1,7 +1,9 @@
 """LogReader: pages of a build's log stream, gap-free and duplicate-free across calls.
 
 A page starts strictly after the caller's cursor (``after``, an entry id) and ``next`` is the
-last id returned, so following ``next`` never skips or repeats an entry. ``wait_ms`` long-polls
+last id returned, so following ``next`` never skips or repeats an entry. A page holds at most
+``limit`` entries and stops early at ``PAGE_BUDGET_BYTES`` of them (``buildlogs.limits``: a
+Lambda response carries at most 6 MB); its cursors then continue from where it stopped. ``wait_ms`` long-polls
 with XREAD BLOCK: it returns as soon as an entry arrives.
 
 Backward pages (``read_before``, XREVRANGE) share :class:`BackwardScan` with the archive reader,
@@ -16,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from buildlogs.keys import MetaField, entry_id_key, logs_key, meta_key, validate_entry_id
+from buildlogs.limits import PageBudget
 from buildlogs.stream.entries import LogEntry, entry_record
 
 MAX_LIMIT = 1000
@@ -44,26 +47,34 @@ class BackwardScan:
     """One backward page, fed the log's records newest first (those before the bound only).
 
     It keeps up to ``limit`` entries ``keep`` accepts and stops after ``budget`` scanned records
-    (a filtered page never stalls). The page: the kept entries oldest first; ``next`` = the
-    newest record scanned (where a forward reader goes on; for the tail: the log's last entry);
-    ``done`` = that record is the ``end`` entry; ``prev`` = the oldest record scanned, or ``None``
-    when the scan reached the log's first entry (``more`` false).
+    (a filtered page never stalls), or before a kept entry that would take the page past its
+    byte budget (:class:`~buildlogs.limits.PageBudget`; that entry is not scanned: the next page
+    starts with it). The page: the kept entries oldest first; ``next`` = the newest record
+    scanned (where a forward reader goes on; for the tail: the log's last entry); ``done`` = that
+    record is the ``end`` entry; ``prev`` = the oldest record scanned, or ``None`` when the scan
+    reached the log's first entry (``more`` false).
     """
 
     def __init__(self, limit: int, keep: RecordFilter | None, budget: int) -> None:
         self._limit, self._keep, self._budget = limit, keep, max(budget, limit)
         self._kept: list[LogEntry] = []
+        self._bytes = PageBudget()
+        self._full = False  # a record was refused for the byte budget: older records remain
         self._scanned = 0
         self._newest: dict[str, Any] | None = None
         self._oldest = "0-0"
 
     def feed(self, record: dict[str, Any]) -> bool:
         """Take the next (older) record; ``False`` once the page is complete."""
+        kept = self._keep is None or self._keep(record)
+        if kept and not self._bytes.take(record):
+            self._full = True
+            return False
         if self._newest is None:
             self._newest = record
         self._scanned += 1
         self._oldest = str(record["id"])
-        if self._keep is None or self._keep(record):
+        if kept:
             self._kept.append(LogEntry.model_validate(record))
         return len(self._kept) < self._limit and self._scanned < self._budget
 
@@ -72,6 +83,7 @@ class BackwardScan:
         newest = self._newest
         if newest is None:
             return LogPage([], "0-0", False, None)
+        more = more or self._full
         return LogPage(
             self._kept[::-1], str(newest["id"]), newest.get("event") == "end", self._oldest if more else None
         )
@@ -93,7 +105,7 @@ class LogReader:
         self._redis = redis
 
     async def read(self, job_id: str, after: str = "0-0", limit: int = 1000, wait_ms: int = 0) -> LogPage:
-        """Up to ``limit`` entries strictly after ``after``; waits up to ``wait_ms`` for the first."""
+        """Up to ``limit`` entries after ``after`` (fewer past the byte budget); waits ``wait_ms`` for the first."""
         key = logs_key(job_id)
         validate_entry_id(after)
         if not 1 <= limit <= MAX_LIMIT:
@@ -110,7 +122,7 @@ class LogReader:
             raw = []
         else:
             raw = list(await self._redis.xrange(key, min=f"({after}", max="+", count=limit) or ())
-        entries = [LogEntry.from_stream(entry_id, fields) for entry_id, fields in raw]
+        entries = _fitting(raw)
         for index, entry in enumerate(entries):
             if entry.event == "end":  # always the last entry: anything after it is a late write
                 return LogPage(entries[: index + 1], entry.id, True)
@@ -164,6 +176,17 @@ class LogReader:
             return False
         entry = LogEntry.from_stream(*last[0])
         return entry.event == "end" and entry_id_key(entry.id) <= entry_id_key(after)
+
+
+def _fitting(raw: list[Any]) -> list[LogEntry]:
+    """The entries of ``raw`` (XRANGE pairs) up to the page's byte budget (at least the first)."""
+    budget, entries = PageBudget(), []
+    for entry_id, fields in raw:
+        record = entry_record(entry_id, fields)
+        if not budget.take(record):
+            break
+        entries.append(LogEntry.model_validate(record))
+    return entries
 
 
 def _text(entry_id: str | bytes) -> str:
